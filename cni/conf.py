@@ -1,0 +1,174 @@
+"""Network configuration: the keys every plugin shares, and typed reads of the rest.
+
+Wrong types and out-of-range values are invalid-configuration errors (code 7),
+never exceptions escaping as tracebacks.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import INVALID_NETWORK_CONFIG, CNIError, invalid_config
+from .types import DNS, Result
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+
+_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", list: "a list", dict: "an object"}
+
+
+class Fields:
+    """Typed reads from one JSON object; `where` names it in error messages."""
+
+    def __init__(self, data: Any, where: str = "") -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise invalid_config(f"{where or 'config'} must be a JSON object")
+        self.data = data
+        self.where = where
+
+    def _get(self, key: str, kind: type) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok:
+            raise invalid_config(f"{self._name(key)} must be {_TYPE_NAMES[kind]}", f"got {value!r}"[:200])
+        return value
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def text(self, key: str, default: str = "") -> str:
+        value = self._get(key, str)
+        return default if value is None else value
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        value = self._get(key, bool)
+        return default if value is None else value
+
+    def number(self, key: str, default: int = 0, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self._get(key, int)
+        if value is None:
+            return default
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f"{minimum if minimum is not None else '-inf'} to {maximum if maximum is not None else 'inf'}"
+            raise invalid_config(f"invalid {self._name(key)} {value}: must be {bounds}")
+        return value
+
+    def items(self, key: str) -> list:
+        value = self._get(key, list)
+        return [] if value is None else value
+
+    def obj(self, key: str) -> dict:
+        value = self._get(key, dict)
+        return {} if value is None else value
+
+    def texts(self, key: str) -> list[str]:
+        values = self.items(key)
+        for v in values:
+            if not isinstance(v, str):
+                raise invalid_config(f"{self._name(key)} must be a list of strings")
+        return values
+
+    def sub(self, key: str) -> "Fields":
+        return Fields(self.obj(key), self._name(key))
+
+
+def validate_network_name(name: Any) -> str:
+    if name is None or name == "":
+        raise CNIError(INVALID_NETWORK_CONFIG, "missing network name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise CNIError(INVALID_NETWORK_CONFIG, "invalid network name", str(name)[:200])
+    return name
+
+
+def parse_mac(text: str, where: str = "mac") -> str:
+    """A unicast-or-not Ethernet MAC, normalised to lowercase colon form."""
+    cleaned = text.strip().lower().replace("-", ":")
+    parts = cleaned.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+        raise invalid_config(f"invalid {where} address {text!r}")
+    return cleaned
+
+
+def parse_ip(text: str, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise invalid_config(f"invalid IP address in {where}: {text!r}") from None
+
+
+@dataclass
+class NetConf:
+    """Keys every plugin configuration has (spec: network configuration)."""
+
+    cni_version: str = "0.1.0"
+    name: str = ""
+    type: str = ""
+    ipam: dict = field(default_factory=dict)
+    dns: DNS = field(default_factory=DNS)
+    args: dict = field(default_factory=dict)
+    runtime_config: dict = field(default_factory=dict)
+    prev_result: Result | None = None
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def ipam_type(self) -> str:
+        value = self.ipam.get("type")
+        return value if isinstance(value, str) else ""
+
+    @staticmethod
+    def common(raw: dict, cni_version: str) -> dict:
+        """Keyword arguments for the shared fields, to build a plugin's own conf."""
+        f = Fields(raw)
+        ipam = f.obj("ipam")
+        if ipam and not isinstance(ipam.get("type", ""), str):
+            raise invalid_config("ipam.type must be a string")
+        try:
+            dns = DNS.from_dict(raw.get("dns"))
+        except ValueError as exc:
+            raise invalid_config(f"invalid dns: {exc}") from None
+        prev = None
+        if raw.get("prevResult") is not None:
+            try:
+                prev = Result.from_dict(raw["prevResult"], default_version=cni_version)
+            except (ValueError, TypeError) as exc:
+                raise invalid_config("could not parse prevResult", str(exc)) from None
+        return dict(
+            cni_version=cni_version,
+            name=f.text("name"),
+            type=f.text("type"),
+            ipam=ipam,
+            dns=dns,
+            args=f.obj("args"),
+            runtime_config=f.obj("runtimeConfig"),
+            prev_result=prev,
+            raw=raw,
+        )
+
+    @classmethod
+    def parse(cls, raw: dict, cni_version: str) -> "NetConf":
+        return cls(**cls.common(raw, cni_version))
+
+    # ---- conventions shared by several plugins ---------------------------------
+
+    def cni_args(self) -> Fields:
+        """`args.cni`: arguments the runtime put into the configuration."""
+        return Fields(self.args, "args").sub("cni")
+
+    def requested_mac(self, env_mac: str = "") -> str:
+        """MAC from CNI_ARGS < args.cni.mac < runtimeConfig.mac (later wins)."""
+        mac = env_mac
+        cni = self.cni_args()
+        if cni.text("mac"):
+            mac = cni.text("mac")
+        runtime = Fields(self.runtime_config, "runtimeConfig")
+        if runtime.text("mac"):
+            mac = runtime.text("mac")
+        return parse_mac(mac) if mac else ""

@@ -1,0 +1,109 @@
+"""Running another plugin (an IPAM delegate, a chained plugin) as the runtime would.
+
+Shared by IPAM delegation and the runtime side (`cni.runtime`, cnitool).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from typing import Mapping
+
+from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
+
+# What the frozen (PyInstaller) runtime adds to our environment; a child must not
+# inherit it: another frozen executable would take itself for our child process,
+# and system tools would load our bundled libraries.
+_FROZEN_VARS = ("_MEIPASS2", "_PYI_ARCHIVE_FILE", "_PYI_APPLICATION_HOME_DIR", "_PYI_PARENT_PROCESS_LEVEL",
+                "_PYI_SPLASH_IPC", "_PYI_LINUX_PROCESS_NAME")
+_LIBRARY_PATH_VARS = ("LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONHOME", "PYTHONPATH")
+
+
+def clean_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child process, without the frozen runtime's traces."""
+    env = dict(environ)
+    for key in _FROZEN_VARS:
+        env.pop(key, None)
+    if getattr(sys, "frozen", False):
+        for key in _LIBRARY_PATH_VARS:
+            original = env.pop(key + "_ORIG", None)
+            if original is not None:
+                env[key] = original
+            else:
+                env.pop(key, None)
+    return env
+
+
+def find_plugin(plugin_type: str, paths: list[str]) -> str:
+    if not plugin_type:
+        raise CNIError(INVALID_NETWORK_CONFIG, "plugin type is empty")
+    if "/" in plugin_type or "\\" in plugin_type or plugin_type in (".", ".."):
+        raise CNIError(INVALID_NETWORK_CONFIG, f'invalid plugin name "{plugin_type}": must not contain path separators')
+    if not paths:
+        raise CNIError(INTERNAL, "no paths provided", "CNI_PATH is empty")
+    for directory in paths:
+        candidate = os.path.join(directory, plugin_type)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise CNIError(INTERNAL, f'failed to find plugin "{plugin_type}" in path {list_text(paths)}')
+
+
+def list_text(paths: list[str]) -> str:
+    return "[" + " ".join(paths) + "]"
+
+
+def _ours_in_process(path: str) -> str | None:
+    """The plugin name when `path` is one of our own frozen entries, else None.
+
+    Our bin/ entries are links to one shared executable; serving such a delegate
+    in this process saves a whole interpreter start, with the same arguments,
+    environment, output and exit status as an exec.
+    """
+    if not getattr(sys, "frozen", False):
+        return None
+    try:
+        if os.path.realpath(path) != os.path.realpath(sys.executable):
+            return None
+    except OSError:
+        return None
+    from plugins import registry
+
+    name = os.path.basename(path)
+    return name if name in registry.PLUGINS else None
+
+
+def run_plugin(path: str, environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
+    """Exec (or serve in-process) one plugin call: (exit status, stdout, stderr)."""
+    env = clean_environ(environ)
+    name = _ours_in_process(path)
+    if name is not None:
+        from plugins import registry
+
+        out, err = io.StringIO(), io.StringIO()
+        status = registry.load(name).run(env, io.BytesIO(stdin), out, err)
+        return status, out.getvalue().encode(), err.getvalue().encode()
+    try:
+        proc = subprocess.run([path], input=stdin, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              close_fds=True)
+    except OSError as exc:
+        raise CNIError(INTERNAL, f'failed to exec plugin "{path}": {exc.strerror}') from None
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def exec_plugin(path: str, environ: Mapping[str, str], stdin: bytes) -> bytes:
+    """Run a plugin; its stdout on success, its CNI error passed through unchanged on failure."""
+    status, out, err = run_plugin(path, environ, stdin)
+    if err:
+        sys.stderr.write(err.decode(errors="replace"))
+    if status == 0:
+        return out
+    try:
+        data = json.loads(out)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "code" in data:
+        raise CNIError.from_dict(data)
+    text = (out or err).decode(errors="replace").strip()
+    raise CNIError(INTERNAL, f"netplugin failed: {text!r}" if text else f"plugin {path} exited with status {status}")

@@ -1,0 +1,123 @@
+"""Entering network namespaces by path, and always coming back.
+
+Python before 3.12 has no os.setns, so setns(2) is called through libc. The
+library handle comes from ctypes.CDLL(None): ctypes.util.find_library would
+fork ldconfig on every call, which costs a plugin exec dearly.
+
+A netlink socket opened inside a namespace stays bound to it after we leave, so
+most work enters only long enough to open a socket. /proc/sys/net is resolved
+against the namespace of the thread that opens it, so sysctls are written
+while entered.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from typing import Iterator
+
+from .errors import INTERNAL, CNIError
+
+CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
+
+
+class NetnsNotFound(CNIError):
+    """The netns path does not exist (any more): DEL treats this as done."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(INTERNAL, f'failed to open netns "{path}": no such file or directory', path)
+        self.path = path
+
+
+class NotANetns(CNIError):
+    """The path exists but is not a network namespace."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(INTERNAL, f'"{path}" is not a valid network namespace', path)
+        self.path = path
+
+
+def _libc_setns():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.setns
+    fn.argtypes = (ctypes.c_int, ctypes.c_int)
+    fn.restype = ctypes.c_int
+    return fn, ctypes
+
+
+def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+    if hasattr(os, "setns"):  # Python 3.12+
+        os.setns(fd, nstype)
+        return
+    fn, ctypes = _libc_setns()
+    if fn(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def open_netns(path: str) -> int:
+    """Open a netns file; typed errors for a missing path and a non-netns file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsNotFound(path) from None
+    except OSError as exc:
+        raise CNIError(INTERNAL, f'failed to open netns "{path}": {exc.strerror}', path) from None
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        kind = -1
+    if kind != CLONE_NEWNET:
+        os.close(fd)
+        raise NotANetns(path)
+    return fd
+
+
+def current_path() -> str:
+    return f"/proc/{os.getpid()}/task/{_gettid()}/ns/net"
+
+
+def _gettid() -> int:
+    gettid = getattr(os, "gettid", None)
+    if gettid is not None:
+        return gettid()
+    return int(os.readlink("/proc/thread-self").rsplit("/", 1)[-1])
+
+
+@contextlib.contextmanager
+def entered(path: str | None) -> Iterator[None]:
+    """Run the block inside the netns at `path` (None: stay where we are)."""
+    if not path:
+        yield
+        return
+    target = open_netns(path)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            setns(target)
+        except OSError as exc:
+            raise CNIError(INTERNAL, f'failed to enter netns "{path}": {exc.strerror}', path) from None
+        try:
+            yield
+        finally:
+            # Failing to come back would run the rest of the plugin in the wrong
+            # namespace; there is no safe way to continue then.
+            setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def exists(path: str | None) -> bool:
+    """True when `path` names a live network namespace."""
+    if not path:
+        return False
+    try:
+        os.close(open_netns(path))
+        return True
+    except CNIError:
+        return False

@@ -1,0 +1,37 @@
+"""Undo on failure: what a failed ADD created is removed, in reverse order."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class Rollback:
+    """Register an undo step after each thing that was created.
+
+    If the block raises, every registered step runs (newest first) and the
+    original error propagates; an undo step that itself fails is reported on
+    stderr and does not hide the original error. On success nothing runs.
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[str, Callable[[], object]]] = []
+
+    def push(self, step: Callable[[], object], what: str = "") -> None:
+        self._steps.append((what or getattr(step, "__name__", "undo"), step))
+
+    def __enter__(self) -> "Rollback":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self.run()
+        self._steps.clear()
+        return False
+
+    def run(self) -> None:
+        while self._steps:
+            what, step = self._steps.pop()
+            try:
+                step()
+            except BaseException as undo_error:  # keep undoing the rest
+                print(f"rollback: {what} failed: {undo_error}", file=sys.stderr)

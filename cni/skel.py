@@ -1,0 +1,216 @@
+"""Dispatch: read CNI_* and stdin, validate, call the plugin, print the outcome.
+
+A plugin never prints, never reads CNI_* itself and never converts versions:
+it returns a `Result` (ADD) or nothing, or raises `CNIError`. Everything else
+happens once, here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Callable, Mapping, Optional
+
+from . import __version__
+from . import version as versions
+from .args import parse_args
+from .conf import validate_network_name
+from .errors import (
+    DECODE_FAILURE,
+    INCOMPATIBLE_VERSION,
+    INTERNAL,
+    INVALID_ENV,
+    INVALID_NETWORK_CONFIG,
+    IO_FAILURE,
+    CNIError,
+)
+from .types import Result
+
+ADD, DEL, CHECK, VERSION, GC, STATUS = "ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS"
+COMMANDS = (ADD, DEL, CHECK, VERSION, GC, STATUS)
+
+# Which variables each command needs, in the order they are reported when missing.
+_REQUIRED = {
+    ADD: ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+    CHECK: ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+    DEL: ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"),
+    GC: ("CNI_PATH",),
+    STATUS: ("CNI_PATH",),
+}
+# The first spec version that has each command.
+_SINCE = {CHECK: "0.4.0", GC: "1.1.0", STATUS: "1.1.0"}
+
+CONTAINER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+IFNAMSIZ = 16
+
+
+@dataclass
+class Call:
+    """One invocation: the CNI_* environment and the parsed configuration."""
+
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: str = ""
+    path: list[str] = field(default_factory=list)
+    stdin: bytes = b""
+    config: dict = field(default_factory=dict)
+    cni_version: str = versions.IMPLICIT
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+    def cni_args(self, known: tuple[str, ...]) -> dict[str, str]:
+        return parse_args(self.args, known)
+
+    def valid_attachments(self) -> set[tuple[str, str]]:
+        """GC: the (containerID, ifname) pairs the runtime still uses."""
+        raw = self.config.get("cni.dev/valid-attachments")
+        if raw is None:
+            raw = self.config.get("cni.dev/attachments")
+        if raw is None:
+            raw = []
+        if not isinstance(raw, list):
+            raise CNIError(INVALID_NETWORK_CONFIG, "cni.dev/valid-attachments must be a list")
+        found = set()
+        for item in raw:
+            if not isinstance(item, dict) or not isinstance(item.get("containerID"), str) \
+                    or not isinstance(item.get("ifname"), str):
+                raise CNIError(INVALID_NETWORK_CONFIG, "cni.dev/valid-attachments: each entry needs containerID and ifname")
+            found.add((item["containerID"], item["ifname"]))
+        return found
+
+
+Handler = Callable[[Call], object]
+
+
+def validate_container_id(cid: str) -> None:
+    if not cid:
+        raise CNIError(INVALID_ENV, "missing containerID")
+    if not CONTAINER_ID_PATTERN.match(cid):
+        raise CNIError(INVALID_ENV, "invalid characters in containerID", cid)
+
+
+def validate_ifname(name: str) -> None:
+    if not name:
+        raise CNIError(INVALID_ENV, "interface name is empty")
+    if len(name.encode()) > IFNAMSIZ - 1:
+        raise CNIError(INVALID_ENV, "interface name is too long", f"interface name should be less than {IFNAMSIZ} characters")
+    if name in (".", ".."):
+        raise CNIError(INVALID_ENV, "interface name is . or ..")
+    if any(c in "/:" or c.isspace() for c in name):
+        raise CNIError(INVALID_ENV, "interface name contains / or : or whitespace characters")
+
+
+@dataclass
+class Plugin:
+    name: str
+    add: Handler
+    delete: Handler
+    check: Optional[Handler] = None
+    gc: Optional[Handler] = None
+    status: Optional[Handler] = None
+    about: str = ""
+    supported: tuple[str, ...] = versions.SUPPORTED_VERSIONS
+
+    def main(self) -> None:
+        sys.exit(self.run(os.environ, sys.stdin.buffer, sys.stdout, sys.stderr))
+
+    def run(self, environ: Mapping[str, str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:
+        """Run one CNI call; returns the exit status. Never raises."""
+        reply_version = versions.CURRENT
+        try:
+            command = environ.get("CNI_COMMAND", "")
+            if not command:
+                stderr.write(self._about())
+                return 0
+            if command == VERSION:
+                stdout.write(json.dumps(versions.version_info(self.supported)))
+                return 0
+            if command not in COMMANDS:
+                raise CNIError(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
+            call = self._read_call(command, environ, stdin)
+            reply_version = call.cni_version
+            output = self._dispatch(call)
+            if output is not None:
+                stdout.write(output.to_json(call.cni_version))
+            return 0
+        except CNIError as err:
+            stdout.write(err.to_json(reply_version))
+            return 1
+        except Exception as exc:  # an unexpected failure must still be a CNI error
+            if environ.get("PYCNI_DEBUG"):
+                import traceback
+
+                traceback.print_exc(file=stderr)
+            stdout.write(CNIError(INTERNAL, str(exc) or type(exc).__name__, type(exc).__name__).to_json(reply_version))
+            return 1
+        finally:
+            try:
+                stdout.flush()
+            except Exception:
+                pass
+
+    def _about(self) -> str:
+        text = self.about or f"CNI {self.name} plugin {__version__}"
+        return f"{text}\nCNI protocol versions supported: {', '.join(self.supported)}\n"
+
+    def _read_call(self, command: str, environ: Mapping[str, str], stdin: IO[bytes]) -> Call:
+        missing = [k for k in _REQUIRED[command] if not environ.get(k)]
+        if missing:
+            raise CNIError(INVALID_ENV, f"required env variables [{','.join(missing)}] missing")
+        try:
+            data = stdin.read()
+        except OSError as exc:
+            raise CNIError(IO_FAILURE, "error reading from stdin", str(exc)) from None
+        try:
+            config = json.loads(data)
+        except ValueError as exc:  # includes UnicodeDecodeError
+            raise CNIError(DECODE_FAILURE, "error unmarshalling network config", str(exc)[:500]) from None
+        if not isinstance(config, dict):
+            raise CNIError(DECODE_FAILURE, "error unmarshalling network config", "not a JSON object")
+
+        cni_version = config.get("cniVersion", "")
+        if cni_version == "":
+            cni_version = versions.IMPLICIT
+        if not isinstance(cni_version, str):
+            raise CNIError(DECODE_FAILURE, "error unmarshalling network config", "cniVersion must be a string")
+        versions.require_supported(cni_version, self.supported)
+
+        call = Call(
+            command=command,
+            container_id=environ.get("CNI_CONTAINERID", ""),
+            netns=environ.get("CNI_NETNS", ""),
+            ifname=environ.get("CNI_IFNAME", ""),
+            args=environ.get("CNI_ARGS", ""),
+            path=[p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p],
+            stdin=data,
+            config=config,
+            cni_version=cni_version,
+            environ=environ,
+        )
+        validate_network_name(config.get("name"))
+        if command in (ADD, DEL, CHECK):
+            validate_container_id(call.container_id)
+            validate_ifname(call.ifname)
+        since = _SINCE.get(command)
+        if since and not versions.at_least(cni_version, since):
+            raise CNIError(INCOMPATIBLE_VERSION, f"config version does not allow {command}")
+        return call
+
+    def _dispatch(self, call: Call) -> Result | None:
+        if call.command == ADD:
+            result = self.add(call)
+            if not isinstance(result, Result):
+                raise CNIError(INTERNAL, f"plugin {self.name} returned no result")
+            return result
+        handler = {DEL: self.delete, CHECK: self.check, GC: self.gc, STATUS: self.status}[call.command]
+        if handler is not None:
+            handler(call)
+        return None
+
+
+def plugin(name: str, add: Handler, delete: Handler, check: Handler | None = None,
+           gc: Handler | None = None, status: Handler | None = None) -> Plugin:
+    return Plugin(name=name, add=add, delete=delete, check=check, gc=gc, status=status)

@@ -1,0 +1,25 @@
+"""Every plugin of the suite by its executable name (hyphenated, as installed)."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from cni.skel import Plugin
+
+PLUGINS = {
+    "bridge": "plugins.main.bridge",
+    "macvlan": "plugins.main.macvlan",
+    "ipvlan": "plugins.main.ipvlan",
+    "ptp": "plugins.main.ptp",
+    "host-local": "plugins.ipam.host_local",
+    "dhcp": "plugins.ipam.dhcp",
+}
+
+
+def module(name: str) -> ModuleType:
+    """Import only the one plugin asked for: every exec pays for what it imports."""
+    return importlib.import_module(PLUGINS[name])
+
+
+def load(name: str) -> Plugin:
+    return module(name).main
