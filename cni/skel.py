@@ -130,8 +130,8 @@ class Plugin:
                 return 0
             if command not in COMMANDS:
                 raise CNIError(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
-            call = self._read_call(command, environ, stdin)
-            reply_version = call.cni_version
+            data, config, reply_version = self._read_config(command, environ, stdin)
+            call = self._make_call(command, environ, data, config, reply_version)
             output = self._dispatch(call)
             if output is not None:
                 stdout.write(output.to_json(call.cni_version))
@@ -156,7 +156,7 @@ class Plugin:
         text = self.about or f"CNI {self.name} plugin {__version__}"
         return f"{text}\nCNI protocol versions supported: {', '.join(self.supported)}\n"
 
-    def _read_call(self, command: str, environ: Mapping[str, str], stdin: IO[bytes]) -> Call:
+    def _read_config(self, command: str, environ: Mapping[str, str], stdin: IO[bytes]) -> tuple[bytes, dict, str]:
         missing = [k for k in _REQUIRED[command] if not environ.get(k)]
         if missing:
             raise CNIError(INVALID_ENV, f"required env variables [{','.join(missing)}] missing")
@@ -177,7 +177,10 @@ class Plugin:
         if not isinstance(cni_version, str):
             raise CNIError(DECODE_FAILURE, "error unmarshalling network config", "cniVersion must be a string")
         versions.require_supported(cni_version, self.supported)
+        return data, config, cni_version
 
+    def _make_call(self, command: str, environ: Mapping[str, str], data: bytes, config: dict,
+                   cni_version: str) -> Call:
         call = Call(
             command=command,
             container_id=environ.get("CNI_CONTAINERID", ""),

@@ -1,0 +1,224 @@
+"""Masquerade (source NAT) for a container's addresses, with iptables or nftables.
+
+iptables: like the reference, one chain per (network, container) named from a
+hash of both, ACCEPT for the container's own subnet, MASQUERADE for everything
+but multicast, and a jump from POSTROUTING for each container address; every
+rule carries a comment naming network and container. Because the chain name is
+deterministic, teardown needs neither the netns nor the addresses: the jumps
+are found again by their target. (The reference needs the addresses, which it
+reads from the netns, and leaks the rules when the netns is already gone.)
+
+nftables: one table for the whole suite, one rule per container address,
+found again by a comment derived from network and container.
+
+Each change is one `iptables-restore --noflush` or `nft -f -` exec, which keeps
+ADD and DEL at one or two process starts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from typing import Iterable, Sequence
+
+from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
+from .invoke import clean_environ
+from .types import IPInterface
+
+IPTABLES, NFTABLES = "iptables", "nftables"
+BACKENDS = (IPTABLES, NFTABLES)
+CHAIN_PREFIX = "CNI-"
+MAX_CHAIN_LENGTH = 28  # iptables allows 28 characters for a chain name
+NFT_TABLE = "cni_plugins_masquerade"
+NFT_CHAIN = "postrouting"
+MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
+
+
+def chain_name(network: str, container_id: str) -> str:
+    digest = hashlib.sha512((network + container_id).encode()).hexdigest()
+    return CHAIN_PREFIX + digest[: MAX_CHAIN_LENGTH - len(CHAIN_PREFIX)]
+
+
+def rule_comment(network: str, container_id: str) -> str:
+    return f'name: "{network}" id: "{container_id}"'[:256]
+
+
+def nft_comment(network: str, container_id: str) -> str:
+    """Comments are limited to 128 bytes: hashes identify network and container."""
+    net = hashlib.sha256(network.encode()).hexdigest()[:12]
+    ctr = hashlib.sha256((network + "\0" + container_id).encode()).hexdigest()[:24]
+    return f"cni {net} {ctr}"
+
+
+def choose_backend(requested: str) -> str:
+    """iptables unless asked otherwise, or unless only nft is installed."""
+    if requested:
+        if requested not in BACKENDS:
+            raise CNIError(INVALID_NETWORK_CONFIG, f'invalid ipMasqBackend "{requested}": want iptables or nftables')
+        return requested
+    if shutil.which("iptables-restore") is None and shutil.which("nft") is not None:
+        return NFTABLES
+    return IPTABLES
+
+
+def _run(cmd: Sequence[str], stdin: str = "") -> str:
+    try:
+        proc = subprocess.run(list(cmd), input=stdin.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=clean_environ(os.environ))
+    except OSError as exc:
+        raise CNIError(INTERNAL, f"failed to run {cmd[0]}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        raise CNIError(INTERNAL, f"{cmd[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout.decode(errors="replace")
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _families(ips: Iterable[IPInterface]) -> set:
+    return {ip.version for ip in ips}
+
+
+# ---- iptables -------------------------------------------------------------------
+
+
+def _ipt(family: int, tool: str) -> str:
+    return ("ip6tables-" if family == 6 else "iptables-") + tool
+
+
+def _ipt_setup(network: str, container_id: str, ips: list[IPInterface]) -> None:
+    chain = chain_name(network, container_id)
+    comment = _quote(rule_comment(network, container_id))
+    for family in sorted(_families(ips)):
+        mine = [ip for ip in ips if ip.version == family]
+        lines = ["*nat", f":{chain} - [0:0]"]
+        for ip in mine:
+            lines.append(f"-A {chain} -d {ip.network} -j ACCEPT -m comment --comment {comment}")
+        lines.append(f"-A {chain} ! -d {MULTICAST[family]} -j MASQUERADE -m comment --comment {comment}")
+        for ip in mine:
+            lines.append(f"-A POSTROUTING -s {ip.ip}/{ip.max_prefixlen} -j {chain} -m comment --comment {comment}")
+        lines.append("COMMIT")
+        _run([_ipt(family, "restore"), "-w", "--noflush"], "\n".join(lines) + "\n")
+
+
+def _ipt_rules(family: int) -> list[str]:
+    if shutil.which(_ipt(family, "save")) is None:
+        return []
+    return _run([_ipt(family, "save"), "-t", "nat"]).splitlines()
+
+
+def _ipt_remove_chains(family: int, chains: set[str], saved: list[str]) -> None:
+    existing = {line[1:].split()[0] for line in saved if line.startswith(":")}
+    doomed = chains & existing
+    jumps = [line for line in saved
+             if line.startswith("-A ") and any(line.endswith(f"-j {c}") for c in chains)]
+    if not doomed and not jumps:
+        return
+    lines = ["*nat"]
+    lines += ["-D " + line[3:] for line in jumps]
+    lines += [f"-F {c}" for c in sorted(doomed)]
+    lines += [f"-X {c}" for c in sorted(doomed)]
+    lines.append("COMMIT")
+    _run([_ipt(family, "restore"), "-w", "--noflush"], "\n".join(lines) + "\n")
+
+
+def _ipt_teardown(network: str, container_id: str) -> None:
+    chain = chain_name(network, container_id)
+    for family in (4, 6):
+        _ipt_remove_chains(family, {chain}, _ipt_rules(family))
+
+
+def _ipt_gc(network: str, keep: set[str]) -> None:
+    keep_chains = {chain_name(network, cid) for cid in keep}
+    marker = f'--comment "name: \\"{network}\\" id: '
+    for family in (4, 6):
+        saved = _ipt_rules(family)
+        stale = set()
+        for line in saved:
+            if line.startswith("-A POSTROUTING ") and marker in line:
+                target = line.rsplit("-j ", 1)[-1].strip()
+                if target.startswith(CHAIN_PREFIX) and target not in keep_chains:
+                    stale.add(target)
+        if stale:
+            _ipt_remove_chains(family, stale, saved)
+
+
+# ---- nftables -------------------------------------------------------------------
+
+
+def _nft_setup(network: str, container_id: str, ips: list[IPInterface]) -> None:
+    comment = nft_comment(network, container_id)
+    lines = [
+        f"add table inet {NFT_TABLE}",
+        f"add chain inet {NFT_TABLE} {NFT_CHAIN} {{ type nat hook postrouting priority srcnat; }}",
+    ]
+    for ip in ips:
+        fam = "ip" if ip.version == 4 else "ip6"
+        lines.append(
+            f"add rule inet {NFT_TABLE} {NFT_CHAIN} {fam} saddr {ip.ip} {fam} daddr != {ip.network} "
+            f"{fam} daddr != {MULTICAST[ip.version]} masquerade comment {_quote(comment)}")
+    _run(["nft", "-f", "-"], "\n".join(lines) + "\n")
+
+
+def _nft_rules() -> list[dict]:
+    if shutil.which("nft") is None:
+        return []
+    try:
+        out = _run(["nft", "-j", "list", "chain", "inet", NFT_TABLE, NFT_CHAIN])
+    except CNIError:
+        return []  # no table or chain: nothing of ours exists
+    return [item["rule"] for item in json.loads(out).get("nftables", []) if "rule" in item]
+
+
+def _nft_delete(handles: list[int]) -> None:
+    if handles:
+        _run(["nft", "-f", "-"],
+             "".join(f"delete rule inet {NFT_TABLE} {NFT_CHAIN} handle {h}\n" for h in handles))
+
+
+def _nft_teardown(network: str, container_id: str) -> None:
+    comment = nft_comment(network, container_id)
+    _nft_delete([r["handle"] for r in _nft_rules() if r.get("comment") == comment])
+
+
+def _nft_gc(network: str, keep: set[str]) -> None:
+    prefix = nft_comment(network, "").rsplit(" ", 1)[0] + " "
+    keep_comments = {nft_comment(network, cid) for cid in keep}
+    _nft_delete([r["handle"] for r in _nft_rules()
+                 if str(r.get("comment", "")).startswith(prefix) and r.get("comment") not in keep_comments])
+
+
+# ---- the interface plugins use ------------------------------------------------------
+
+
+def setup(network: str, container_id: str, ips: list[IPInterface], backend: str) -> None:
+    """Masquerade traffic from `ips` leaving their own subnets."""
+    if not ips:
+        return
+    if backend == NFTABLES:
+        _nft_setup(network, container_id, ips)
+    else:
+        _ipt_setup(network, container_id, ips)
+
+
+def teardown(network: str, container_id: str) -> None:
+    """Remove every masquerade rule of (network, container); nothing there is success.
+
+    Both backends are cleaned: a configuration whose backend changed between ADD
+    and DEL must not leak the rules of the first.
+    """
+    if shutil.which("iptables-save") or shutil.which("ip6tables-save"):
+        _ipt_teardown(network, container_id)
+    if shutil.which("nft"):
+        _nft_teardown(network, container_id)
+
+
+def gc(network: str, keep_container_ids: set[str]) -> None:
+    """Remove the masquerade rules of `network` for containers not in `keep_container_ids`."""
+    if shutil.which("iptables-save"):
+        _ipt_gc(network, keep_container_ids)
+    if shutil.which("nft"):
+        _nft_gc(network, keep_container_ids)
