@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 from typing import Mapping
 
@@ -84,6 +83,8 @@ def run_plugin(path: str, environ: Mapping[str, str], stdin: bytes) -> tuple[int
         out, err = io.StringIO(), io.StringIO()
         status = registry.load(name).run(env, io.BytesIO(stdin), out, err)
         return status, out.getvalue().encode(), err.getvalue().encode()
+    import subprocess  # only here: an in-process delegate or a DEL with nothing to exec skips it
+
     try:
         proc = subprocess.run([path], input=stdin, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               close_fds=True)

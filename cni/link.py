@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import secrets
 from typing import Iterator
 
 from . import sysctl
@@ -24,7 +23,7 @@ RTPROT_BOOT = 3
 
 
 def random_veth_name() -> str:
-    return "veth" + secrets.token_hex(4)
+    return "veth" + os.urandom(4).hex()
 
 
 def current_netns_fd() -> int:
