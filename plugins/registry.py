@@ -13,6 +13,8 @@ PLUGINS = {
     "ptp": "plugins.main.ptp",
     "host-local": "plugins.ipam.host_local",
     "dhcp": "plugins.ipam.dhcp",
+    # Not a plugin: the runtime-side tool; its module exposes cli(args) only.
+    "cnitool": "cni.runtime.cnitool",
 }
 
 
