@@ -11,9 +11,9 @@ import os
 from typing import Iterator
 
 from . import sysctl
-from .errors import INTERNAL, CNIError
+from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 from .netlink import Link, Netlink, NetlinkError
-from .netns import NetnsNotFound, NotANetns, entered
+from .netns import NetnsNotFound, NotANetns, entered, open_netns
 from .types import Interface, IPInterface, Result
 
 RT_SCOPE_UNIVERSE = 0
@@ -155,3 +155,266 @@ def check_interface_config(netns: str, ifname: str, result: Result, index: int) 
                        for r in installed):
                 via = f" via {route.gw}" if route.gw is not None else ""
                 raise CNIError(INTERNAL, f"{ifname}: route to {route.dst}{via} not found")
+
+
+# ---- links on a master (macvlan, ipvlan), made inside the container netns ------------
+
+
+def default_route_interface(netns: str = "") -> str:
+    """The interface of the first default route (IPv4 before IPv6) in `netns` (default: here)."""
+    from .netlink import AF_INET, AF_INET6
+
+    with Netlink(netns or None) as nl:
+        for family in (AF_INET, AF_INET6):
+            for route in nl.routes(family=family):
+                if route.dst.prefixlen == 0 and route.oif:
+                    link = nl.get_link_by_index(route.oif)
+                    if link is not None:
+                        return link.name
+    where = f' in netns "{netns}"' if netns else ""
+    raise CNIError(INVALID_NETWORK_CONFIG, f"no default route interface found{where}",
+                   'set "master" in the configuration')
+
+
+def find_master(name: str, netns: str = "") -> Link:
+    """The master link `name` in `netns` (default: here); no name: the default-route interface."""
+    name = name or default_route_interface(netns)
+    with Netlink(netns or None) as nl:
+        link = nl.get_link(name)
+    if link is None:
+        where = f' in netns "{netns}"' if netns else ""
+        raise CNIError(INVALID_NETWORK_CONFIG, f'master "{name}" not found{where}')
+    return link
+
+
+def check_mtu_within_master(mtu: int, master: Link) -> None:
+    """A link on a master cannot be larger than it; 0 means "the master's MTU"."""
+    if mtu > master.mtu:
+        raise CNIError(INVALID_NETWORK_CONFIG,
+                       f'invalid MTU {mtu}: must be 0 to {master.mtu} (the MTU of master "{master.name}")')
+
+
+def create_macvlan(netns: str, ifname: str, master: Link, mode: str, *, master_in_container: bool = False,
+                   mtu: int = 0, mac: str = "", bcqueuelen: int | None = None) -> Link:
+    """A macvlan on `master`, created in `netns` and named `ifname` there (down)."""
+    def create(nl: Netlink, name: str, netns_fd: int | None) -> None:
+        nl.create_macvlan(name, master.index, mode, mtu=mtu, mac=mac or None, netns_fd=netns_fd,
+                          bcqueuelen=bcqueuelen)
+
+    return _create_on_master(netns, ifname, master_in_container, create, "macvlan")
+
+
+def create_ipvlan(netns: str, ifname: str, master: Link, mode: str, *, master_in_container: bool = False,
+                  mtu: int = 0) -> Link:
+    """An ipvlan on `master`, created in `netns` and named `ifname` there (down)."""
+    def create(nl: Netlink, name: str, netns_fd: int | None) -> None:
+        nl.create_ipvlan(name, master.index, mode, mtu=mtu, netns_fd=netns_fd)
+
+    return _create_on_master(netns, ifname, master_in_container, create, "ipvlan")
+
+
+def _create_on_master(netns: str, ifname: str, master_in_container: bool, create, kind: str) -> Link:
+    """Create under a temporary name straight into `netns`, then rename to `ifname`.
+
+    The link never exists in the host netns, so it cannot clash with a host
+    interface called `ifname`; with a random first name, EEXIST on creation can
+    only be a clash of that name (drawn again), and EEXIST on the rename means
+    `ifname` is taken in the container. A failed rename removes the link.
+    """
+    with Netlink(netns) as ctr:
+        if ctr.get_link(ifname) is not None:
+            raise CNIError(INTERNAL, f'interface "{ifname}" already exists in netns "{netns}"')
+        if master_in_container:
+            temp = _create_with_free_name(ctr, create, None, kind)
+        else:
+            target_fd = open_netns(netns)
+            try:
+                with Netlink() as host:
+                    temp = _create_with_free_name(host, create, target_fd, kind)
+            finally:
+                os.close(target_fd)
+        link = require_link(ctr, temp, netns)
+        try:
+            # txqlen 0 as the reference leaves it: these links have no queue, the
+            # number only shows in `ip link`, which then reads the same side by side.
+            ctr.set_link(link.index, name=ifname, txqlen=0)
+        except NetlinkError as exc:
+            _delete_quietly(ctr, link.index)
+            raise CNIError(INTERNAL, f'failed to rename {kind} "{temp}" to "{ifname}": {exc}') from None
+        return require_link(ctr, ifname, netns)
+
+
+def _create_with_free_name(nl: Netlink, create, netns_fd: int | None, kind: str) -> str:
+    for _ in range(10):
+        temp = "cni" + os.urandom(4).hex()
+        try:
+            create(nl, temp, netns_fd)
+            return temp
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise CNIError(INTERNAL, f"failed to create {kind}: {exc}") from None
+    raise CNIError(INTERNAL, f"failed to create {kind}: no free temporary name")
+
+
+def _delete_quietly(nl: Netlink, index: int) -> None:
+    try:
+        nl.delete_link(index)
+    except NetlinkError:
+        pass
+
+
+def check_link_on_master(netns: str, ifname: str, kind: str, mode: str, master: Link | None = None,
+                         mac: str = "") -> Link:
+    """CHECK: `ifname` in `netns` is a `kind` link in `mode` (on `master`, with `mac` when given)."""
+    with Netlink(netns) as nl:
+        link = require_link(nl, ifname, netns)
+    if link.kind != kind:
+        raise CNIError(INTERNAL, f'"{ifname}" is not a {kind} link (kind "{link.kind}")')
+    if link.info.get("mode") != mode:
+        raise CNIError(INTERNAL, f'"{ifname}": {kind} mode is {link.info.get("mode")}, want {mode}')
+    if mac and link.mac != mac:
+        raise CNIError(INTERNAL, f'"{ifname}": MAC is {link.mac}, want {mac}')
+    if master is not None and link.link != master.index:
+        raise CNIError(INTERNAL, f'"{ifname}" is not on master "{master.name}"')
+    return link
+
+
+def announce_address_changes(netns: str, ifname: str) -> None:
+    """arp_notify and ndisc_notify on `ifname`: neighbours learn a reused IP's new MAC at once.
+
+    Must run before the addresses are added and the link comes up: that is when
+    the kernel sends the unsolicited announcements.
+    """
+    with entered(netns):
+        # Absolute paths: an interface name may contain dots, which sysctl names cannot.
+        sysctl.set_if_present(f"/proc/sys/net/ipv4/conf/{ifname}/arp_notify", "1")
+        sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify", "1")
+
+
+def set_link_up(netns: str, ifname: str) -> None:
+    with Netlink(netns or None) as nl:
+        nl.set_link(require_link(nl, ifname, netns).index, up=True)
+
+
+# ---- IPv6 duplicate address detection ------------------------------------------------
+
+
+def wait_ipv6_settled(netns: str, ifname: str, timeout: float = 10.0) -> None:
+    """Wait until no IPv6 address on `ifname` is tentative (DAD done); fail on DAD failure.
+
+    Until then the container cannot use the address (not even as a route's
+    source); the reference waits the same way after configuring IPv6.
+    """
+    import time
+
+    from .netlink import AF_INET6, IFA_F_DADFAILED, IFA_F_TENTATIVE
+
+    deadline = time.monotonic() + timeout
+    with Netlink(netns or None) as nl:
+        link = require_link(nl, ifname, netns)
+        while True:
+            addrs = nl.addresses(link.index, family=AF_INET6)
+            failed = [a for a in addrs if a.flags & IFA_F_DADFAILED]
+            if failed:
+                raise CNIError(INTERNAL, f'{ifname}: duplicate address detection failed for {failed[0].address}')
+            if not any(a.flags & IFA_F_TENTATIVE for a in addrs):
+                return
+            if time.monotonic() > deadline:
+                raise CNIError(INTERNAL, f"{ifname}: IPv6 addresses still tentative after {timeout:g}s")
+            time.sleep(0.05)
+
+
+# ---- point-to-point routing (ptp) ------------------------------------------------------
+
+
+def route_subnets_via_gateway(netns: str, ifname: str, ips: list) -> None:
+    """Container side of a point-to-point link, for each address with a gateway.
+
+    The kernel's on-link route for the address's subnet is replaced by a
+    link-scope route to the gateway alone and the subnet via that gateway (both
+    with the address as source): every packet, even to a neighbour in the same
+    subnet, goes to the host end.
+    """
+    from .netlink import RT_SCOPE_LINK
+
+    with Netlink(netns) as nl:
+        link = require_link(nl, ifname, netns)
+        for ip in ips:
+            if ip.gateway is None:
+                continue
+            subnet, host_bits = ip.address.network, ip.address.max_prefixlen
+            try:
+                nl.delete_route(subnet, oif=link.index)
+            except NetlinkError as exc:
+                if not exc.gone:  # a /32 address has no subnet route
+                    raise CNIError(INTERNAL, f'failed to delete route {subnet} on "{ifname}": {exc}') from None
+            for dst, gw, scope in ((f"{ip.gateway}/{host_bits}", None, RT_SCOPE_LINK),
+                                   (subnet, ip.gateway, RT_SCOPE_UNIVERSE)):
+                try:
+                    nl.add_route(dst, gw=gw, oif=link.index, scope=scope, src=ip.address.ip, proto=RTPROT_BOOT)
+                except NetlinkError as exc:
+                    if exc.errno != errno.EEXIST:
+                        raise CNIError(INTERNAL, f'failed to add route {dst} on "{ifname}": {exc}') from None
+
+
+def add_gateway_side(host_ifname: str, ips: list) -> None:
+    """Host side of a point-to-point link, in the current netns: the link up, each
+    gateway as a host address on it, and a host route to each container address."""
+    from .netlink import RT_SCOPE_HOST
+
+    with Netlink() as nl:
+        link = require_link(nl, host_ifname)
+        nl.set_link(link.index, up=True)  # IPv6 routes need the link up
+        for ip in ips:
+            bits = ip.address.max_prefixlen
+            if ip.gateway is not None:
+                try:
+                    nl.add_address(link.index, f"{ip.gateway}/{bits}")
+                except NetlinkError as exc:
+                    if exc.errno != errno.EEXIST:  # two addresses sharing one gateway
+                        raise CNIError(INTERNAL, f'failed to add {ip.gateway} to "{host_ifname}": {exc}') from None
+            try:
+                nl.add_route(f"{ip.address.ip}/{bits}", oif=link.index, scope=RT_SCOPE_HOST, proto=RTPROT_BOOT)
+            except NetlinkError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise CNIError(INTERNAL, f"failed to add host route to {ip.address.ip}: {exc}") from None
+
+
+# ---- CHECK: what the previous result says -----------------------------------------------
+
+
+def container_interface_index(prev: Result | None, ifname: str, netns: str) -> int:
+    """CHECK: the index of `ifname` in `netns` among the previous result's interfaces."""
+    if prev is None:
+        raise CNIError(INVALID_NETWORK_CONFIG, "required prevResult missing")
+    for index, iface in enumerate(prev.interfaces):
+        if iface.name == ifname and iface.sandbox == netns:
+            return index
+    raise CNIError(INTERNAL, f'prevResult has no interface "{ifname}" in sandbox "{netns}"')
+
+
+def check_point_to_point(netns: str, ifname: str, prev: Result, index: int) -> None:
+    """CHECK for ptp: `ifname` is a veth whose peer, here, is the result's host interface,
+    carrying each gateway with a host route to each address; the container routes
+    each subnet via its gateway."""
+    host_names = [i.name for i in prev.interfaces if not i.sandbox]
+    if len(host_names) != 1:
+        raise CNIError(INTERNAL, "prevResult must name exactly one host interface")
+    mine = [ip for ip in prev.ips if ip.interface == index]
+    with Netlink(netns) as ctr, Netlink() as host:
+        ctr_link = require_link(ctr, ifname, netns)
+        host_link = host.get_link(host_names[0])
+        if ctr_link.kind != "veth" or host_link is None or host_link.kind != "veth" \
+                or host_link.link != ctr_link.index or ctr_link.link != host_link.index:
+            raise CNIError(INTERNAL, f'"{ifname}" is not the peer of host veth "{host_names[0]}"')
+        host_addrs = {a.address for a in host.addresses(host_link.index)}
+        host_routes = [r for r in host.routes() if r.oif == host_link.index]
+        ctr_routes = [r for r in ctr.routes() if r.oif == ctr_link.index]
+    for ip in mine:
+        bits = ip.address.max_prefixlen
+        if ip.gateway is not None and ipaddress.ip_interface(f"{ip.gateway}/{bits}") not in host_addrs:
+            raise CNIError(INTERNAL, f'host veth "{host_names[0]}": missing gateway address {ip.gateway}/{bits}')
+        if not any(r.dst == ipaddress.ip_network(f"{ip.address.ip}/{bits}") for r in host_routes):
+            raise CNIError(INTERNAL, f"host route to {ip.address.ip} not found")
+        if ip.gateway is not None and not any(r.dst == ip.address.network and r.gw == ip.gateway for r in ctr_routes):
+            raise CNIError(INTERNAL, f"{ifname}: route to {ip.address.network} via {ip.gateway} not found")
