@@ -1,0 +1,223 @@
+"""Per-exec cost of our frozen plugins against Debian's Go plugins, side by side.
+
+    bench/plugins.py [-n ROUNDS] [--case NAME]... [--ours DIR] [--go DIR]
+
+Each round runs every case's commands (VERSION, ADD, DEL) once with our bin/ and
+once with Go's /usr/lib/cni, alternating which goes first, with the same inputs:
+a fresh container ID, a fresh host-local dataDir and, for cases that need one, a
+fresh host netns (where the plugin runs) plus container netns. Prints per case and
+command the median wall time, the ratio ours/Go and the median peak RSS of one exec.
+
+Peak RSS comes from GNU time (`/usr/bin/time -f %M`) around each exec: a child's
+maxrss also counts the memory of the process that forked it, so the measuring
+parent must be a small C program, not this Python. Times and RSS both include the
+launcher (time, and nsenter for netns cases); the `launcher` row shows that floor.
+
+Cases are data (CASES below): plugin name, config, whether it needs a netns, and
+host-side setup. A case whose plugin is not in either directory is skipped with a
+message. This reports; it asserts nothing about speed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+TIME = "/usr/bin/time"
+COMMANDS = ("VERSION", "ADD", "DEL")
+
+
+def host_local_ipam(data_dir: str, subnet: str = "10.77.0.0/16") -> dict:
+    return {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": subnet}]],
+            "routes": [{"dst": "0.0.0.0/0"}]}
+
+
+@dataclass
+class Case:
+    name: str
+    plugin: str
+    conf: Callable[[str], dict]  # data_dir -> network config
+    netns: bool = False
+    host_setup: list[list[str]] = field(default_factory=list)  # commands run inside the host netns
+    delegates: tuple[str, ...] = ("host-local",)  # plugins it execs (must be in the same directory)
+
+    def config(self, data_dir: str) -> bytes:
+        return json.dumps(self.conf(data_dir)).encode()
+
+
+CASES = [
+    Case("host-local", "host-local",
+         lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "host-local", "ipam": host_local_ipam(d)},
+         delegates=()),
+    Case("bridge", "bridge",
+         lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni-bench0",
+                    "isGateway": True, "ipMasq": False, "ipam": host_local_ipam(d)},
+         netns=True),
+    Case("ptp", "ptp",
+         lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "ptp", "ipMasq": False,
+                    "ipam": host_local_ipam(d)},
+         netns=True),
+    Case("macvlan", "macvlan",
+         lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "macvlan", "master": "bench-m0",
+                    "mode": "bridge", "ipam": host_local_ipam(d)},
+         netns=True,
+         host_setup=[["ip", "link", "add", "bench-m0", "type", "veth", "peer", "name", "bench-m1"],
+                     ["ip", "link", "set", "bench-m0", "up"]]),
+]
+
+
+class Netns:
+    def __init__(self, prefix: str) -> None:
+        self.name = f"{prefix}-{secrets.token_hex(4)}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.path = f"/run/netns/{self.name}"
+        self.run(["ip", "link", "set", "lo", "up"])
+
+    def run(self, cmd: list[str]) -> None:
+        subprocess.run(["ip", "netns", "exec", self.name, *cmd], check=True, capture_output=True)
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "netns", "delete", self.name], check=False, capture_output=True)
+
+
+@dataclass
+class Sample:
+    seconds: float
+    rss_kb: int
+
+
+@dataclass
+class Impl:
+    label: str
+    directory: Path
+    samples: dict = field(default_factory=dict)  # (case, command) -> list[Sample]
+    failures: dict = field(default_factory=dict)  # (case, command) -> first error text
+
+    def has(self, plugin: str) -> bool:
+        return os.access(self.directory / plugin, os.X_OK)
+
+
+def exec_once(impl: Impl, case: Case, command: str, stdin: bytes, env: dict[str, str],
+              host: Netns | None, scratch: Path) -> None:
+    rss_file = scratch / "rss"
+    argv = [TIME, "-q", "-o", str(rss_file), "-f", "%M"]
+    if host is not None:
+        argv += ["nsenter", f"--net={host.path}", "--"]
+    argv.append(str(impl.directory / case.plugin))
+    start = time.perf_counter()
+    proc = subprocess.run(argv, input=stdin, env=env, capture_output=True)
+    elapsed = time.perf_counter() - start
+    key = (case.name, command)
+    if proc.returncode != 0:
+        impl.failures.setdefault(key, (proc.stdout + proc.stderr).decode(errors="replace").strip()[:300])
+        return
+    rss = int(rss_file.read_text().split()[-1])
+    impl.samples.setdefault(key, []).append(Sample(elapsed, rss))
+
+
+def run_round(impl: Impl, case: Case, round_no: int, scratch: Path) -> None:
+    data_dir = scratch / f"data-{impl.label}-{round_no}"
+    data_dir.mkdir()
+    stdin = case.config(str(data_dir))
+    host = container = None
+    try:
+        if case.netns:
+            host, container = Netns("bench-host"), Netns("bench-ctr")
+            for cmd in case.host_setup:
+                host.run(cmd)
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "CNI_CONTAINERID": f"bench-{round_no}-{secrets.token_hex(6)}",
+               "CNI_NETNS": container.path if container else "/run/netns/bench-unused",
+               "CNI_IFNAME": "eth0", "CNI_PATH": str(impl.directory)}
+        for command in COMMANDS:
+            exec_once(impl, case, command, stdin, dict(env, CNI_COMMAND=command), host, scratch)
+    finally:
+        for ns in (container, host):
+            if ns is not None:
+                ns.remove()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def launcher_floor(impls: list[Impl], rounds: int, scratch: Path) -> Sample:
+    """The launcher alone around /bin/true (what every row below includes)."""
+    probe = Impl("floor", Path("/bin"))
+    case = Case("launcher", "true", lambda d: {}, delegates=())
+    for _ in range(rounds):
+        exec_once(probe, case, "VERSION", b"", {"PATH": "/usr/bin:/bin"}, None, scratch)
+    values = probe.samples.get(("launcher", "VERSION"), [])
+    return Sample(statistics.median(s.seconds for s in values), int(statistics.median(s.rss_kb for s in values)))
+
+
+def report(cases: list[Case], ours: Impl, go: Impl, floor: Sample, rounds: int) -> None:
+    print(f"\n{rounds} rounds, alternating; medians per exec (wall ms, peak RSS MiB)")
+    print(f"{'case':<12} {'command':<8} {'ours ms':>8} {'go ms':>7} {'ratio':>6} {'ours MiB':>9} {'go MiB':>7}")
+    print(f"{'launcher':<12} {'-':<8} {floor.seconds * 1e3:8.1f} {floor.seconds * 1e3:7.1f} {'':>6} "
+          f"{floor.rss_kb / 1024:9.1f} {floor.rss_kb / 1024:7.1f}")
+    for case in cases:
+        for command in COMMANDS:
+            a, b = ours.samples.get((case.name, command)), go.samples.get((case.name, command))
+            if not a or not b:
+                continue
+            ta = statistics.median(s.seconds for s in a)
+            tb = statistics.median(s.seconds for s in b)
+            ra = statistics.median(s.rss_kb for s in a) / 1024
+            rb = statistics.median(s.rss_kb for s in b) / 1024
+            print(f"{case.name:<12} {command:<8} {ta * 1e3:8.1f} {tb * 1e3:7.1f} {ta / tb:6.1f} {ra:9.1f} {rb:7.1f}")
+    for impl in (ours, go):
+        for (case, command), text in impl.failures.items():
+            print(f"FAILED {impl.label} {case} {command}: {text}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--rounds", type=int, default=30)
+    parser.add_argument("--case", action="append", help="run only these cases (default: all)")
+    parser.add_argument("--ours", type=Path, default=ROOT / "bin")
+    parser.add_argument("--go", type=Path, default=Path("/usr/lib/cni"))
+    opts = parser.parse_args()
+    if not os.access(TIME, os.X_OK):
+        sys.exit(f"{TIME} (GNU time) is needed for per-exec peak RSS: apt-get install time")
+    ours, go = Impl("ours", opts.ours), Impl("go", opts.go)
+    cases = []
+    for case in CASES:
+        if opts.case and case.name not in opts.case:
+            continue
+        absent = [f"{name} in {impl.directory}" for impl in (ours, go)
+                  for name in (case.plugin, *case.delegates) if not impl.has(name)]
+        if absent:
+            print(f"skipping {case.name}: no {', no '.join(absent)}")
+            continue
+        if case.netns and os.geteuid() != 0:
+            print(f"skipping {case.name}: needs root for network namespaces")
+            continue
+        cases.append(case)
+    if not cases:
+        print("nothing to run")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="pycni-bench-") as tmp:
+        scratch = Path(tmp)
+        floor = launcher_floor([ours, go], max(10, opts.rounds), scratch)
+        for round_no in range(opts.rounds):
+            order = (ours, go) if round_no % 2 == 0 else (go, ours)
+            for case in cases:
+                for impl in order:
+                    run_round(impl, case, round_no, scratch)
+            print(f"\rround {round_no + 1}/{opts.rounds}", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+    report(cases, ours, go, floor, opts.rounds)
+    return 1 if ours.failures or go.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Benchmarks: our frozen bin/ against Debian's Go plugins (/usr/lib/cni).
+#   bench/run.sh [ROUNDS] [-- extra args for bench/plugins.py]
+# Builds bin/ if needed. Needs root (netns cases), GNU time and the Go plugins
+# (apt-get install time containernetworking-plugins).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+ROUNDS=${1:-30}
+[ $# -gt 0 ] && shift
+[ "${1:-}" = -- ] && shift
+./build.sh >&2
+PY=.venv/bin/python
+echo "== startup: CNI_COMMAND=VERSION, whole exec"
+startup=("python -S -c pass=$(python3 -c "import os, sys; print(os.path.realpath(sys.executable))") -S -c pass"
+         "go host-local=/usr/lib/cni/host-local")
+for name in host-local bridge; do
+    [ -e "bin/$name" ] && startup+=("ours $name=bin/$name" "source $name=$PY -m plugins $name")
+done
+PYTHONPATH=$PWD $PY bench/startup.py -n "$ROUNDS" "${startup[@]}"
+echo
+echo "== plugin calls: ours vs Go"
+exec $PY bench/plugins.py -n "$ROUNDS" "$@"

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Build pycni: .venv from pyproject.toml, then bin/ frozen with PyInstaller.
+#
+#   ./build.sh              venv (if needed) + bin/ (if any input changed)
+#   ./build.sh test [ARGS]  the whole test suite: build if needed, then pytest with the
+#                           frozen tests required (PYCNI_REQUIRE_FROZEN=1); ARGS go to pytest
+#   ./build.sh clean        remove bin/ and build/
+#
+# bin/ layout (copy bin/ as a whole, e.g. `cp -a bin/. /opt/cni/bin/`):
+#   bin/pycni        the one frozen executable (PyInstaller onedir bootloader)
+#   bin/pycni-lib/   its Python runtime and our modules
+#   bin/NAME -> pycni  one relative symlink per plugins/registry.py entry whose module exists;
+#                      plugins/multicall.py dispatches on the link name (argv[0]).
+# Environment: PYTHON (default python3), PYCNI_FORCE=1 to rebuild bin/ unconditionally,
+# and the PYCNI_* knobs documented at the top of pycni.spec.
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "$0")")"
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
+VENV=$ROOT/.venv
+EXTRAS=build,test,daemon
+BUILD=$ROOT/build
+BIN=$ROOT/bin
+
+log() { printf 'build.sh: %s\n' "$*" >&2; }
+
+apt_install() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        log "missing: $* (install them; this is not a root Debian/Ubuntu shell)"
+        exit 1
+    fi
+    log "apt-get install $*"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null; then
+        apt-get update >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null
+    fi
+}
+
+system_prerequisites() {
+    local missing=()
+    command -v "$PYTHON" >/dev/null || missing+=(python3)
+    # PyInstaller reads shared-library dependencies with ldd and objdump.
+    command -v objdump >/dev/null || missing+=(binutils)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+    if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+        local ver
+        ver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+        apt_install python3-venv "python$ver-venv"
+    fi
+    # Debian's python3 links libpython statically; PyInstaller needs the shared one.
+    if [ "$(readlink -f "$(command -v "$PYTHON")")" = "/usr/bin/python$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ]; then
+        local lib
+        lib=libpython$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+        ldconfig -p | grep -q "$lib.so" || apt_install "$lib"
+    fi
+}
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating $VENV with $("$PYTHON" --version)"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    # Reinstall when pyproject.toml changes (or the venv lacks its stamp).
+    local want have=""
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    [ -f "$VENV/.pycni-installed" ] && have=$(cat "$VENV/.pycni-installed")
+    if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import PyInstaller, pytest' 2>/dev/null; then
+        log "installing .[${EXTRAS}] into $VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[${EXTRAS}]"
+        echo "$want" >"$VENV/.pycni-installed"
+    fi
+}
+
+# Everything the frozen bin/ depends on; bin/ is rebuilt when this changes.
+fingerprint() {
+    {
+        "$VENV/bin/python" -c 'import sys, PyInstaller; print(sys.version, PyInstaller.__version__)'
+        env | grep '^PYCNI_' | grep -v '^PYCNI_FORCE=' | grep -v '^PYCNI_REQUIRE_FROZEN=' | sort || true
+        find cni plugins packaging -name '*.py' -type f -print0 | sort -z | xargs -0 sha256sum
+        sha256sum pycni.spec pyproject.toml
+    } | sha256sum | cut -d' ' -f1
+}
+
+freeze() {
+    local stamp
+    stamp=$(fingerprint)
+    if [ "${PYCNI_FORCE:-}" != 1 ] && [ -x "$BIN/pycni" ] && [ -f "$BIN/.build-stamp" ] \
+            && [ "$(cat "$BIN/.build-stamp")" = "$stamp" ]; then
+        log "bin/ is up to date"
+        return
+    fi
+    log "freezing with PyInstaller"
+    # A fresh interpreter per build: PyInstaller runs pycni.spec, which reads plugins/registry.py.
+    "$VENV/bin/python" -m PyInstaller --noconfirm --clean --log-level WARN \
+        --distpath "$BUILD/dist" --workpath "$BUILD/work" pycni.spec
+    local out=$BUILD/dist/pycni staged=$BUILD/bin.new
+    rm -rf "$staged"
+    mv "$out" "$staged"
+    local name module linked=()
+    while read -r name module; do
+        [ -n "$name" ] || continue
+        case $name in pycni | pycni-lib | */*) log "skipping registry name '$name'"; continue ;; esac
+        ln -s pycni "$staged/$name"
+        linked+=("$name")
+    done < <("$VENV/bin/python" packaging/entries.py)
+    while read -r name module; do
+        [ -n "$name" ] && log "not shipped yet (no module $module): $name"
+    done < <("$VENV/bin/python" packaging/entries.py --missing)
+    echo "$stamp" >"$staged/.build-stamp"
+    # Swap in the new tree in one step; bin/ is never half-written.
+    rm -rf "$BUILD/bin.old"
+    [ -e "$BIN" ] && mv "$BIN" "$BUILD/bin.old"
+    mv "$staged" "$BIN"
+    rm -rf "$BUILD/bin.old"
+    log "bin/: pycni + ${linked[*]:-(no plugin modules yet)}"
+}
+
+case "${1:-}" in
+    clean)
+        rm -rf "$BIN" "$BUILD"
+        ;;
+    test)
+        shift
+        system_prerequisites
+        ensure_venv
+        freeze
+        export PYCNI_REQUIRE_FROZEN=1
+        exec "$VENV/bin/python" -m pytest -q "$@"
+        ;;
+    "")
+        system_prerequisites
+        ensure_venv
+        freeze
+        ;;
+    *)
+        echo "usage: $0 [test [PYTEST-ARGS...] | clean]" >&2
+        exit 2
+        ;;
+esac
