@@ -1,0 +1,1 @@
+"""host-local IPAM: range configuration, the on-disk lease store, the allocator."""
