@@ -35,6 +35,8 @@ cleanup() {
     if [ -n "$attached" ]; then
         "$here/exec-plugins.sh" del "$contid" "$netns" || echo "$(basename "$0"): teardown was incomplete" >&2
     fi
+    # kill first: "rm -f" of a shell-less sleep would wait for a stop timeout
+    $DOCKER kill "$contid" >/dev/null 2>&1 || true
     $DOCKER rm -f "$contid" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
