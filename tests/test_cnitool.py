@@ -50,7 +50,8 @@ class Tool:
         return conf
 
     def max_version(self):
-        return "1.1.0" if set(self.served.values()) == {"ours"} else "1.0.0"
+        ours = all(self.served.get(name) == "ours" for name in ("bridge", "host-local"))
+        return "1.1.0" if ours else "1.0.0"
 
 
 @pytest.fixture(params=["source", "frozen"])
