@@ -83,7 +83,7 @@ class Fields:
 def validate_network_name(name: Any) -> str:
     if name is None or name == "":
         raise CNIError(INVALID_NETWORK_CONFIG, "missing network name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise CNIError(INVALID_NETWORK_CONFIG, "invalid network name", str(name)[:200])
     return name
 

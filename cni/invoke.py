@@ -70,7 +70,9 @@ def _ours_in_process(path: str) -> str | None:
     from plugins import registry
 
     name = os.path.basename(path)
-    return name if name in registry.PLUGINS else None
+    if name not in registry.PLUGINS or not hasattr(registry.module(name), "main"):
+        return None  # not a CNI plugin of ours (cnitool), or an unknown name: exec it
+    return name
 
 
 def run_plugin(path: str, environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:

@@ -88,7 +88,7 @@ Handler = Callable[[Call], object]
 def validate_container_id(cid: str) -> None:
     if not cid:
         raise CNIError(INVALID_ENV, "missing containerID")
-    if not CONTAINER_ID_PATTERN.match(cid):
+    if not CONTAINER_ID_PATTERN.fullmatch(cid):
         raise CNIError(INVALID_ENV, "invalid characters in containerID", cid)
 
 

@@ -82,7 +82,7 @@ def test_netns_optional_for_del(version):
 
 
 @pytest.mark.parametrize("cid,ok", [("abc", True), ("a.b_c-d", True), ("-abc", False), ("a/b", False),
-                                    ("..", False), ("a b", False)])
+                                    ("..", False), ("a b", False), ("ctr\n", False)])
 def test_container_id_validation(cid, ok):
     status, out, _, _ = run("ADD", conf(), env={**ENV, "CNI_CONTAINERID": cid})
     assert (status == 0) == ok
@@ -105,7 +105,7 @@ def test_invalid_json_is_code_6():
         assert status == 1 and out["code"] == 6, bad
 
 
-@pytest.mark.parametrize("name", [None, "", "bad/name", "-x", 5])
+@pytest.mark.parametrize("name", [None, "", "bad/name", "-x", 5, "net\n"])
 def test_missing_or_invalid_name_is_code_7(name):
     c = conf()
     if name is None:
