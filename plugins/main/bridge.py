@@ -117,8 +117,8 @@ def _vlan_trunk(f: Fields) -> list:
 
 
 def add(call: Call) -> Result:
-    from cni import ipam
-    from cni.link import as_interface, configure_interface, setup_veth
+    from cni import ipam, sysctl
+    from cni.link import as_interface, configure_interface, set_link_up, setup_veth, wait_ipv6_settled
     from cni.netlink import Netlink
     from cni.rollback import Rollback
 
@@ -133,6 +133,8 @@ def add(call: Call) -> Result:
         bridge = ensure_bridge(host, conf, undo)
         host_end, container_end = setup_veth(call.netns, call.ifname, mtu=conf.mtu, container_mac=conf.mac)
         undo.push(lambda: _delete_container_end(call), "delete the veth pair")
+        # As for the bridge: router advertisements must not add routes via the port.
+        sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{host_end.name}/accept_ra", "0")
         attach_port(host, bridge.index, host_end.index, conf)
         if conf.mac_spoof_check:
             spoofcheck_setup(host_end.name, container_end.mac, call.container_id, call.ifname)
@@ -148,8 +150,10 @@ def add(call: Call) -> Result:
             take_ipam_result(result, leased, conf)
             set_container_sysctls(call.netns, call.ifname, conf.enable_dad)
             configure_interface(call.netns, call.ifname, result, CONTAINER_INDEX)
+            if any(ip.family == 6 for ip in result.ips):
+                wait_ipv6_settled(call.netns, call.ifname)
         elif not conf.disable_container_interface:
-            _set_up(call.netns, call.ifname)
+            set_link_up(call.netns, call.ifname)
 
         if not conf.disable_container_interface and not host.wait_oper_up(host_end.index, PORT_UP_TIMEOUT):
             state = getattr(host.get_link_by_index(host_end.index), "operstate", "gone")
@@ -190,7 +194,7 @@ def ensure_bridge(host, conf: BridgeConf, undo):
     if link.kind != "bridge":
         raise CNIError(INTERNAL, f'"{conf.bridge}" already exists but is not a bridge')
     # The plugin owns the bridge's routes: router advertisements must not add any.
-    sysctl.set_if_present(f"net/ipv6/conf/{conf.bridge}/accept_ra", "0")
+    sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{conf.bridge}/accept_ra", "0")
     try:
         host.set_link(link.index, up=True, promisc=True if conf.promisc_mode else None)
     except NetlinkError as exc:
@@ -242,13 +246,14 @@ def set_container_sysctls(netns: str, ifname: str, enable_dad: bool) -> None:
     from cni import sysctl
     from cni.netns import entered
 
+    # Absolute paths: an interface name may contain dots, which sysctl names cannot.
     with entered(netns):
         if enable_dad:
-            sysctl.set_if_present(f"net/ipv6/conf/{ifname}/enhanced_dad", "1")
-            sysctl.set_if_present(f"net/ipv6/conf/{ifname}/accept_dad", "1")
+            sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{ifname}/enhanced_dad", "1")
+            sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{ifname}/accept_dad", "1")
         else:
-            sysctl.set_if_present(f"net/ipv6/conf/{ifname}/accept_dad", "0")
-        sysctl.set_if_present(f"net/ipv4/conf/{ifname}/arp_notify", "1")
+            sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{ifname}/accept_dad", "0")
+        sysctl.set_if_present(f"/proc/sys/net/ipv4/conf/{ifname}/arp_notify", "1")
 
 
 def ensure_gateways(host, bridge, result: Result, conf: BridgeConf, undo) -> Interface | None:
@@ -314,14 +319,6 @@ def ensure_vlan_gateway_link(host, bridge, conf: BridgeConf, undo):
     attach_port(host, bridge.index, peer.index, port_conf)
     host.set_link(link.index, up=True)
     return host.get_link(name)
-
-
-def _set_up(netns: str, ifname: str) -> None:
-    from cni.link import require_link
-    from cni.netlink import Netlink
-
-    with Netlink(netns) as nl:
-        nl.set_link(require_link(nl, ifname, netns).index, up=True)
 
 
 def _delete_container_end(call: Call) -> None:
