@@ -9,7 +9,7 @@ import pytest
 
 from cni.errors import CNIError
 from cni.hostlocal import config
-from cni.hostlocal.allocator import allocate, capacity, next_free
+from cni.hostlocal.allocator import allocate, capacity, free_count, next_free
 from cni.hostlocal.store import Store, lease_name, parse_owner
 
 from conftest import ALL_VERSIONS
@@ -220,6 +220,12 @@ def test_next_free_ipv6():
     assert next_free(rs, {ip("fd00:1::2"): (), ip("fd00:1::3"): ()}, None) is None
 
 
+def test_free_count():
+    rs = rset({"subnet": "10.0.0.0/29", "rangeStart": "10.0.0.0", "rangeEnd": "10.0.0.7"})
+    taken = {ip("10.0.0.3"): (), ip("10.0.0.1"): (), ip("10.9.0.3"): (), ip("fd00::3"): ()}
+    assert capacity(rs) == 5 and free_count(rs, taken) == 4  # the gateway lease does not count
+
+
 def test_huge_ranges_are_never_walked():
     rs = rset({"subnet": "fd00::/64"})
     assert capacity(rs) == 2**64 - 2  # network (subnet-router anycast) and gateway excluded
@@ -331,6 +337,8 @@ def test_store_never_follows_symlinks(data_dir, tmp_path):
     os.symlink(victim, d / "10.0.0.2")
     os.symlink(victim, d / "last_reserved_ip.0")
     c = parse({"ranges": [[{"subnet": "10.0.0.0/24"}]], "dataDir": str(data_dir)})
+    with Store(str(data_dir), "net") as store:
+        assert store.leases() == {}  # a symlink is nobody's lease, and never read through
     assert alloc(c, data_dir, "a") == ["10.0.0.3/24"]  # the planted name counts as taken
     assert victim.read_text() == "secret"
     assert not os.path.islink(d / "last_reserved_ip.0")  # replaced, not written through

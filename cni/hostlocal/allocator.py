@@ -2,10 +2,11 @@
 
 The search starts after the set's last reserved address, runs to the end of
 the set, wraps to its beginning and ends with the last reserved address
-itself; gateways, network and IPv4 broadcast addresses are skipped. A set
-whose usable addresses are all leased is recognised by counting, so one
-allocation costs one directory listing plus a walk over at most the leased
-addresses.
+itself; gateways, network and IPv4 broadcast addresses are skipped. Leases
+come from one directory listing, and the walk passes only leased or excluded
+addresses before it finds a free one, so an allocation is linear in the
+number of leases (an exhausted set is walked once: its size is the leases plus
+at most three excluded addresses per range).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Iterator, Optional
 from ..errors import INVALID_NETWORK_CONFIG, CNIError
 from ..types import IPAddress, IPConfig
 from .config import HostLocalConf, RangeSet, assign_requested
-from .store import Owner, Store, owns
+from .store import Owner, Store
 
 
 def _candidates(rs: RangeSet, last: Optional[IPAddress]) -> Iterator[IPAddress]:
@@ -41,8 +42,6 @@ def free_count(rs: RangeSet, taken: dict) -> int:
 
 def next_free(rs: RangeSet, taken: dict, last: Optional[IPAddress]) -> Optional[IPAddress]:
     """The next usable address after `last` that is not in `taken`, or None."""
-    if free_count(rs, taken) <= 0:
-        return None
     for ip in _candidates(rs, last):
         if ip not in taken and rs.find(ip).usable(ip):  # type: ignore[union-attr]
             return ip
@@ -60,7 +59,7 @@ def allocate(conf: HostLocalConf, store: Store, container_id: str, ifname: str) 
     chosen: list[tuple[int, IPAddress]] = []
     try:
         for index, rs in enumerate(conf.range_sets):
-            mine = next((ip for ip, owner in leases.items() if owns(owner, container_id, ifname) and rs.find(ip)), None)
+            mine = next((ip for ip, owner in leases.items() if owner == (container_id, ifname) and rs.find(ip)), None)
             if mine is not None:
                 raise CNIError(INVALID_NETWORK_CONFIG,
                                f"{mine} has been allocated to {container_id}, duplicate allocation is not allowed")
