@@ -17,7 +17,6 @@ import errno
 import fcntl
 import ipaddress
 import os
-import secrets
 from typing import Iterator, Optional
 
 from ..errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
@@ -136,7 +135,7 @@ class Store:
     # ---- writing -------------------------------------------------------------------
 
     def _write_temp(self, content: bytes) -> str:
-        name = TMP_PREFIX + secrets.token_hex(8)
+        name = TMP_PREFIX + os.urandom(8).hex()
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=self.dir_fd)
         try:
