@@ -67,7 +67,14 @@ ensure_venv() {
     [ -f "$VENV/.pycni-installed" ] && have=$(cat "$VENV/.pycni-installed")
     if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import PyInstaller, pytest' 2>/dev/null; then
         log "installing .[${EXTRAS}] into $VENV"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[${EXTRAS}]"
+        local pip_log
+        pip_log=$(mktemp)
+        if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[${EXTRAS}]" >"$pip_log" 2>&1; then
+            cat "$pip_log" >&2
+            rm -f "$pip_log"
+            exit 1
+        fi
+        rm -f "$pip_log"
         echo "$want" >"$VENV/.pycni-installed"
     fi
 }
