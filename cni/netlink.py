@@ -408,15 +408,18 @@ def _newlink_body(
     return body + attr(IFLA_LINKINFO, info)
 
 
-def veth_body(name, peer_name, *, peer_netns_fd=None, mtu=0, mac=None, peer_mac=None) -> bytes:
+def veth_body(name, peer_name, *, peer_netns_fd=None, mtu=0, mac=None, peer_mac=None, txqlen=None) -> bytes:
     peer = ifinfomsg() + attr_str(IFLA_IFNAME, peer_name)
     if mtu:
         peer += attr_u32(IFLA_MTU, mtu)
+    if txqlen is not None:
+        peer += attr_u32(IFLA_TXQLEN, txqlen)
     if peer_mac:
         peer += attr(IFLA_ADDRESS, mac_to_bytes(peer_mac))
     if peer_netns_fd is not None:
         peer += attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
-    return _newlink_body(name, "veth", data=attr(VETH_INFO_PEER, peer), mtu=mtu, mac=mac)
+    extra = attr_u32(IFLA_TXQLEN, txqlen) if txqlen is not None else b""
+    return _newlink_body(name, "veth", data=attr(VETH_INFO_PEER, peer), mtu=mtu, mac=mac, extra=extra)
 
 
 def bridge_body(name, *, mtu=0, mac=None, vlan_filtering=None) -> bytes:
@@ -773,8 +776,10 @@ class Netlink:
     def _create(self, body: bytes, what: str) -> None:
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create {what}")
 
-    def create_veth(self, name, peer_name, *, peer_netns_fd=None, mtu=0, mac=None, peer_mac=None) -> None:
-        body = veth_body(name, peer_name, peer_netns_fd=peer_netns_fd, mtu=mtu, mac=mac, peer_mac=peer_mac)
+    def create_veth(self, name, peer_name, *, peer_netns_fd=None, mtu=0, mac=None, peer_mac=None,
+                    txqlen=None) -> None:
+        body = veth_body(name, peer_name, peer_netns_fd=peer_netns_fd, mtu=mtu, mac=mac, peer_mac=peer_mac,
+                         txqlen=txqlen)
         self._create(body, f'veth "{name}" (peer "{peer_name}")')
 
     def create_bridge(self, name, *, mtu=0, mac=None, vlan_filtering=None) -> None:
