@@ -1,0 +1,142 @@
+"""ipvlan: the container gets a link on a host interface (the master), sharing its MAC.
+
+ADD makes an ipvlan on the master straight inside the container netns and
+configures the addresses IPAM hands out; chained after another plugin without
+ipam, it applies the addresses of the previous result instead (and takes that
+result's single interface as the default master). Any failure undoes every
+step. DEL releases the addresses and deletes the link; what is already gone
+(netns, link, master) is success. CHECK compares the link and its
+configuration with the previous result.
+"""
+from __future__ import annotations
+
+from cni import ipam
+from cni.conf import Fields, NetConf
+from cni.errors import INTERNAL, PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
+from cni.link import (
+    as_interface,
+    check_interface_config,
+    check_link_on_master,
+    check_mtu_within_master,
+    configure_interface,
+    container_interface_index,
+    create_ipvlan,
+    delete_link_if_present,
+    find_master,
+    wait_ipv6_settled,
+)
+from cni.rollback import Rollback
+from cni.skel import Call, plugin
+from cni.types import Result
+
+MODES = ("l2", "l3", "l3s")
+
+
+class IpvlanConf(NetConf):
+    master: str = ""  # empty: the single interface of prevResult when chained, else the default-route interface
+    mode: str = "l2"
+    mtu: int = 0  # 0: the master's MTU
+    link_in_container: bool = False  # the master lives in the container netns
+
+    @classmethod
+    def load(cls, call: Call, *, lenient: bool = False) -> "IpvlanConf":
+        """The configuration; `lenient` (DEL, GC, STATUS) skips what only matters for creating the link."""
+        f = Fields(call.config)
+        conf = cls(**cls.common(call.config, call.cni_version),
+                   master=f.text("master"),
+                   mode=f.text("mode") or "l2",
+                   mtu=f.number("mtu", minimum=0),
+                   link_in_container=f.flag("linkInContainer"))
+        if lenient:
+            return conf
+        if conf.mode not in MODES:
+            raise invalid_config(f'unknown ipvlan mode "{conf.mode}"', f"want one of {', '.join(MODES)}")
+        if not conf.ipam_type and conf.prev_result is None:
+            raise invalid_config("ipvlan needs an ipam configuration unless it is chained after another plugin")
+        return conf
+
+    @property
+    def chained_addresses(self) -> bool:
+        """Chained without ipam: the previous result's addresses are the ones to apply."""
+        return not self.ipam_type and self.prev_result is not None
+
+    def master_name(self) -> str:
+        if self.master or self.prev_result is None:
+            return self.master  # "" → find_master uses the default-route interface
+        named = [i.name for i in self.prev_result.interfaces if i.name]
+        if len(self.prev_result.interfaces) != 1 or len(named) != 1:
+            raise invalid_config('chained ipvlan without "master": prevResult must have exactly one named interface')
+        return named[0]
+
+    def master_in(self, call: Call) -> str:
+        """Where to look the master up: "" is the netns the plugin runs in (the host)."""
+        return call.netns if self.link_in_container else ""
+
+
+def add(call: Call) -> Result:
+    conf = IpvlanConf.load(call)
+    master = find_master(conf.master_name(), conf.master_in(call))
+    check_mtu_within_master(conf.mtu, master)
+    if conf.chained_addresses and not conf.prev_result.ips:
+        raise invalid_config("chained ipvlan without ipam: prevResult has no addresses to apply")
+
+    with Rollback() as undo:
+        link = create_ipvlan(call.netns, call.ifname, master, conf.mode, master_in_container=conf.link_in_container,
+                             mtu=conf.mtu)
+        undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the ipvlan")
+
+        if conf.chained_addresses:
+            result = conf.prev_result.copy()
+            result.cni_version = call.cni_version
+        else:
+            result = ipam.add(conf, call)
+            undo.push(lambda: ipam.delete(conf, call), "release the addresses")
+            if not result.ips:
+                raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
+        for ip in result.ips:
+            ip.interface = 0
+        configure_interface(call.netns, call.ifname, result, 0)
+        if any(ip.family == 6 for ip in result.ips):
+            wait_ipv6_settled(call.netns, call.ifname)
+
+    result.interfaces = [as_interface(link, sandbox=call.netns)]
+    result.dns = conf.dns
+    return result
+
+
+def delete(call: Call) -> None:
+    conf = IpvlanConf.load(call, lenient=True)
+    if conf.ipam_type:
+        ipam.delete(conf, call)
+    delete_link_if_present(call.netns, call.ifname)
+
+
+def check(call: Call) -> None:
+    conf = IpvlanConf.load(call)
+    if conf.ipam_type:
+        ipam.check(conf, call)
+    index = container_interface_index(conf.prev_result, call.ifname, call.netns)
+    # At CHECK, prevResult is this plugin's own result: only an explicit master can be compared.
+    master = find_master(conf.master, conf.master_in(call)) if conf.master else None
+    check_link_on_master(call.netns, call.ifname, "ipvlan", conf.mode, master)
+    check_interface_config(call.netns, call.ifname, conf.prev_result, index)
+
+
+def status(call: Call) -> None:
+    conf = IpvlanConf.load(call, lenient=True)
+    if not conf.link_in_container and conf.prev_result is None:  # otherwise the master is known only at ADD
+        try:
+            find_master(conf.master)
+        except CNIError as exc:
+            raise CNIError(PLUGIN_NOT_AVAILABLE, exc.msg, exc.details) from None
+    if conf.ipam_type:
+        ipam.status(conf, call)
+
+
+def gc(call: Call) -> None:
+    conf = IpvlanConf.load(call, lenient=True)
+    if conf.ipam_type:
+        ipam.gc(conf, call)
+
+
+main = plugin("ipvlan", add=add, delete=delete, check=check, gc=gc, status=status)
