@@ -8,7 +8,10 @@ import io
 import json
 import os
 import sys
-from typing import Mapping
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
+
+if TYPE_CHECKING:
+    from typing import Mapping
 
 from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 

@@ -1,7 +1,7 @@
 """IPAM delegation: run the configured IPAM plugin with our environment and stdin."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 
 from .errors import INVALID_NETWORK_CONFIG, CNIError
 from .invoke import exec_plugin, find_plugin

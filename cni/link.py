@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-from typing import Iterator
 
 from . import sysctl
 from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError

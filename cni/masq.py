@@ -21,7 +21,10 @@ import json
 import os
 import shutil
 import subprocess
-from typing import Iterable, Sequence
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
+
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
 
 from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 from .invoke import clean_environ

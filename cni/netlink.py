@@ -3,7 +3,7 @@
 Every plugin is a fresh process per call, and importing pyroute2 costs about
 0.4 s, so the exec'd plugins talk to the kernel through this module instead. It
 encodes exactly the messages the plugins need and decodes the replies into
-plain dataclasses.
+plain records (cni.record).
 
 A socket opened inside a network namespace stays bound to it after the thread
 leaves, so `Netlink(netns=path)` enters the namespace only to open its socket.
@@ -19,7 +19,8 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass, field
+
+from .record import Record
 
 # --- netlink core -----------------------------------------------------------
 
@@ -235,10 +236,9 @@ class NetlinkError(OSError):
 # --- data -----------------------------------------------------------------------
 
 
-@dataclass
-class Link:
-    index: int
-    name: str
+class Link(Record):
+    index: int = 0
+    name: str = ""
     kind: str = ""
     mac: str = ""
     mtu: int = 0
@@ -249,17 +249,20 @@ class Link:
     link: int = 0
     link_netnsid: int | None = None
     promisc: bool = False
-    info: dict = field(default_factory=dict)
+    info: dict
     txqlen: int = 0
     # Not in the first API sketch: what the link is enslaved as ("bridge" for a
     # bridge port) and the decoded slave data (IFLA_BRPORT_* for bridge ports).
     slave_kind: str = ""
-    slave_info: dict = field(default_factory=dict)
+    slave_info: dict
+
+    def __init__(self, **values: object) -> None:
+        self.info, self.slave_info = {}, {}
+        super().__init__(**values)
 
 
-@dataclass
-class Address:
-    index: int
+class Address(Record):
+    index: int = 0
     address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
     scope: int = RT_SCOPE_UNIVERSE
     flags: int = 0
@@ -269,8 +272,7 @@ class Address:
         return AF_INET if self.address.version == 4 else AF_INET6
 
 
-@dataclass
-class Route:
+class Route(Record):
     dst: ipaddress.IPv4Network | ipaddress.IPv6Network
     gw: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     oif: int = 0

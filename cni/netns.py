@@ -15,7 +15,10 @@ import contextlib
 import errno
 import fcntl
 import os
-from typing import Iterator
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
+
+if TYPE_CHECKING:
+    from typing import Iterator
 
 from .errors import INTERNAL, CNIError
 

@@ -5,7 +5,9 @@ messages), so it stays stdlib-only and small.
 """
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..conf import Fields
 from ..errors import invalid_config

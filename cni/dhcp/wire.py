@@ -14,7 +14,9 @@ from __future__ import annotations
 import errno
 import json
 import socket
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
+if TYPE_CHECKING:
+    from typing import Any
 
 from ..errors import INTERNAL, TRY_AGAIN_LATER, CNIError
 

@@ -11,7 +11,9 @@ at most three excluded addresses per range).
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterator, Optional
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
+if TYPE_CHECKING:
+    from typing import Iterator, Optional
 
 from ..errors import INVALID_NETWORK_CONFIG, CNIError
 from ..types import IPAddress, IPConfig

@@ -17,7 +17,9 @@ import errno
 import fcntl
 import ipaddress
 import os
-from typing import Iterator, Optional
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
+if TYPE_CHECKING:
+    from typing import Iterator, Optional
 
 from ..errors import INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
 from ..types import IPAddress

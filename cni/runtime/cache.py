@@ -15,9 +15,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass, field
 
 from ..conf import NAME_PATTERN
+from ..record import Record
 from ..errors import INVALID_ENV, INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
 from ..skel import CONTAINER_ID_PATTERN, validate_ifname
 from .conf import go_json
@@ -26,18 +26,21 @@ DEFAULT_CACHE_DIR = "/var/lib/cni"
 KIND = "cniCacheV1"
 
 
-@dataclass
-class Entry:
+class Entry(Record):
     """One cached attachment."""
 
-    container_id: str
-    network: str
-    ifname: str
+    container_id: str = ""
+    network: str = ""
+    ifname: str = ""
     config: bytes = b""
     netns: str = ""
-    cni_args: list[tuple[str, str]] = field(default_factory=list)
-    capability_args: dict = field(default_factory=dict)
+    cni_args: list[tuple[str, str]]
+    capability_args: dict
     result: dict | None = None
+
+    def __init__(self, **values: object) -> None:
+        self.cni_args, self.capability_args = [], {}
+        super().__init__(**values)
 
     def to_bytes(self) -> bytes:
         # Field order of libcni's struct; maps inside are sorted as Go sorts them.

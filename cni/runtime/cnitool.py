@@ -20,7 +20,9 @@ import hashlib
 import json
 import os
 import sys
-from typing import Mapping, TextIO
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
+if TYPE_CHECKING:
+    from typing import Mapping, TextIO
 
 from ..errors import CNIError
 from .cache import DEFAULT_CACHE_DIR

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 
 from .. import version as versions
 from ..conf import NAME_PATTERN
+from ..record import Record
 from ..errors import INVALID_NETWORK_CONFIG, CNIError
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -29,8 +29,7 @@ class NetworkNotFound(ConfError):
     pass
 
 
-@dataclass
-class NetworkList:
+class NetworkList(Record):
     """One network: its plugins in order, and the bytes that define it."""
 
     name: str
@@ -40,9 +39,10 @@ class NetworkList:
     disable_check: bool = False
     disable_gc: bool = False
     source: str = ""  # the file it came from, if any
-    capabilities: set[str] = field(default_factory=set)
+    capabilities: set[str]
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: object) -> None:
+        super().__init__(**values)
         self.capabilities = {cap for plugin in self.plugins for cap in enabled_capabilities(plugin)}
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from dataclasses import dataclass, field
 
 from cni.conf import Fields, NetConf
+from cni.record import Record
 from cni.dhcp import DEFAULT_SOCKET, options, wire
 from cni.errors import PLUGIN_NOT_AVAILABLE, UNKNOWN_CONTAINER, CNIError, invalid_config
 from cni.skel import Call, plugin
@@ -20,14 +20,17 @@ SHORT_TIMEOUT = 30.0
 STATUS_TIMEOUT = 5.0
 
 
-@dataclass
-class DhcpConf:
-    name: str
+class DhcpConf(Record):
+    name: str = ""
     socket: str = DEFAULT_SOCKET
-    request: list = field(default_factory=list)
-    provide: list = field(default_factory=list)
+    request: list
+    provide: list
     priority: int = 0
-    prev_ips: list = field(default_factory=list)
+    prev_ips: list
+
+    def __init__(self, **values: object) -> None:
+        self.request, self.provide, self.prev_ips = [], [], []
+        super().__init__(**values)
 
     @classmethod
     def parse(cls, call: Call, lenient: bool = False) -> "DhcpConf":

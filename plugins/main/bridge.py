@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
 
 from cni.conf import Fields, NetConf
 from cni.errors import INCOMPATIBLE_VERSION, INTERNAL, INVALID_NETWORK_CONFIG, CNIError, invalid_config
@@ -23,7 +22,6 @@ PORT_UP_TIMEOUT = 5.0
 BRIDGE_INDEX, HOST_INDEX, CONTAINER_INDEX = 0, 1, 2
 
 
-@dataclass
 class BridgeConf(NetConf):
     bridge: str = DEFAULT_BRIDGE
     is_gateway: bool = False
@@ -35,7 +33,7 @@ class BridgeConf(NetConf):
     hairpin_mode: bool = False
     promisc_mode: bool = False
     vlan: int = 0
-    vlan_trunk: list = field(default_factory=list)  # [(first, last)] VLAN id ranges
+    vlan_trunk: tuple = ()  # ((first, last), ...) VLAN id ranges
     preserve_default_vlan: bool = True
     mac_spoof_check: bool = False
     enable_dad: bool = False

@@ -8,7 +8,6 @@ success. CHECK compares the link and its configuration with the previous result.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from cni import ipam
 from cni.conf import Fields, NetConf, parse_mac
@@ -34,7 +33,6 @@ from cni.types import LEGACY, Result
 MODES = ("bridge", "private", "vepa", "passthru")
 
 
-@dataclass
 class MacvlanConf(NetConf):
     master: str = ""  # empty: the interface of the first default route
     mode: str = "bridge"

@@ -11,7 +11,6 @@ result.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from cni import ipam
 from cni.conf import Fields, NetConf
@@ -34,7 +33,6 @@ from cni.skel import Call, plugin
 from cni.types import Result
 
 
-@dataclass
 class PtpConf(NetConf):
     ip_masq: bool = False
     ip_masq_backend: str = ""  # "" lets cni.masq choose
