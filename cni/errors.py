@@ -1,8 +1,6 @@
 """The one exception type of the suite: a CNI error carrying its spec code."""
 from __future__ import annotations
 
-import json
-
 # Well-known error codes of the CNI specification (0-99 are reserved by the spec).
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -34,6 +32,8 @@ class CNIError(Exception):
         return {"cniVersion": cni_version, "code": self.code, "msg": self.msg, "details": self.details}
 
     def to_json(self, cni_version: str) -> str:
+        import json
+
         return json.dumps(self.to_dict(cni_version), indent=4)
 
     @classmethod

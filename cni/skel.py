@@ -135,7 +135,7 @@ class Plugin:
                 stderr.write(self._about())
                 return 0
             if command == VERSION:
-                stdout.write(json.dumps(versions.version_info(self.supported)))
+                stdout.write(versions.version_json(self.supported))
                 return 0
             if command not in COMMANDS:
                 raise CNIError(INVALID_ENV, f"unknown CNI_COMMAND: {command}")

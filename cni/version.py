@@ -41,6 +41,12 @@ def version_info(supported: tuple[str, ...] = SUPPORTED_VERSIONS) -> dict:
     return {"cniVersion": CURRENT, "supportedVersions": list(supported)}
 
 
+def version_json(supported: tuple[str, ...] = SUPPORTED_VERSIONS) -> str:
+    """The VERSION answer, built without the json module (the answer has no escapes)."""
+    listed = ", ".join(f'"{v}"' for v in supported)
+    return f'{{"cniVersion": "{CURRENT}", "supportedVersions": [{listed}]}}'
+
+
 def highest(versions: list[str]) -> str | None:
     """The highest supported version among `versions` (used for conflist cniVersions)."""
     best = None

@@ -20,6 +20,15 @@ def main() -> None:
     if name not in registry.PLUGINS:
         sys.stderr.write(f"usage: pycni PLUGIN (one of: {', '.join(sorted(registry.PLUGINS))})\n")
         sys.exit(2)
+    if not args and name not in registry.TOOLS and os.environ.get("CNI_COMMAND") == "VERSION":
+        # Every plugin of the suite supports every version, so VERSION is answered
+        # before the plugin and its library are imported: runtimes probe every plugin
+        # of every network with it (podman does on each start).
+        from cni import version
+
+        sys.stdout.write(version.version_json())
+        sys.stdout.flush()
+        return
     sys.argv = [name] + args
     module = registry.module(name)
     cli = getattr(module, "cli", None)

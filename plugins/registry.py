@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
-from cni.skel import Plugin
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from cni.skel import Plugin
 
 PLUGINS = {
     "bridge": "plugins.main.bridge",
@@ -16,6 +19,8 @@ PLUGINS = {
     # Not a plugin: the runtime-side tool; its module exposes cli(args) only.
     "cnitool": "cni.runtime.cnitool",
 }
+# Entries that are tools, not CNI plugins: they do not speak CNI_COMMAND.
+TOOLS = frozenset({"cnitool"})
 
 
 def module(name: str) -> ModuleType:

@@ -159,3 +159,19 @@ def test_gc_valid_attachments():
     assert legacy.valid_attachments() == {("b", "net1")}
     with pytest.raises(CNIError):
         Call("GC", config={"cni.dev/valid-attachments": [{"containerID": 1}]}).valid_attachments()
+
+
+def test_every_plugin_supports_every_version():
+    """multicall answers VERSION before importing a plugin; that is only right while this holds."""
+    from plugins import registry
+    from cni import version
+
+    for name in registry.PLUGINS:
+        if name not in registry.TOOLS:
+            assert registry.load(name).supported == version.SUPPORTED_VERSIONS, name
+
+
+def test_version_json_is_the_version_info():
+    from cni import version
+
+    assert json.loads(version.version_json()) == version.version_info()
