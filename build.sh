@@ -2,6 +2,8 @@
 # Build pycni: .venv from pyproject.toml, then bin/ frozen with PyInstaller.
 #
 #   ./build.sh              venv (if needed) + bin/ (if any input changed)
+#   ./build.sh demo         build, then run `ip addr` in a fresh netns attached to the demo
+#                           network mynet (scripts/priv-net-run.sh; installs iproute2/iptables if missing)
 #   ./build.sh test [ARGS]  the whole test suite: build if needed, then pytest with the
 #                           frozen tests required (PYCNI_REQUIRE_FROZEN=1); ARGS go to pytest
 #   ./build.sh clean        remove bin/ and build/
@@ -123,7 +125,22 @@ freeze() {
     log "bin/: pycni + ${linked[*]:-(no plugin modules yet)}"
 }
 
+# What the plugins exec at run time: ip for the scripts' namespaces, iptables for ipMasq.
+runtime_prerequisites() {
+    local missing=()
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v iptables-restore >/dev/null || command -v nft >/dev/null || missing+=(iptables)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 case "${1:-}" in
+    demo)
+        system_prerequisites
+        runtime_prerequisites
+        ensure_venv
+        freeze
+        exec "$ROOT/scripts/priv-net-run.sh" ip addr
+        ;;
     clean)
         rm -rf "$BIN" "$BUILD"
         ;;
@@ -141,7 +158,7 @@ case "${1:-}" in
         freeze
         ;;
     *)
-        echo "usage: $0 [test [PYTEST-ARGS...] | clean]" >&2
+        echo "usage: $0 [demo | test [PYTEST-ARGS...] | clean]" >&2
         exit 2
         ;;
 esac
