@@ -48,6 +48,10 @@ def setup_veth(container_netns: str, ifname: str, *, mtu: int = 0, container_mac
     a clash with an existing host link is retried with a new name. Returns
     (host end, container end); both are down, the container end is not yet
     configured. The caller registers the undo.
+
+    Like the reference: both ends get txqlen 0 (a veth has no queue; the
+    reference's netlink library sends 0), and the host end ignores router
+    advertisements, so no route can appear through a container's port.
     """
     host_fd = current_netns_fd()
     try:
@@ -57,7 +61,8 @@ def setup_veth(container_netns: str, ifname: str, *, mtu: int = 0, container_mac
             for _ in range(10):
                 peer = host_name or random_veth_name()
                 try:
-                    ctr.create_veth(ifname, peer, peer_netns_fd=host_fd, mtu=mtu, mac=container_mac or None)
+                    ctr.create_veth(ifname, peer, peer_netns_fd=host_fd, mtu=mtu, mac=container_mac or None,
+                                    txqlen=0)
                 except NetlinkError as exc:
                     if exc.errno != errno.EEXIST:
                         raise CNIError(INTERNAL, f"failed to make veth pair: {exc}") from None
@@ -67,6 +72,7 @@ def setup_veth(container_netns: str, ifname: str, *, mtu: int = 0, container_mac
                         raise CNIError(INTERNAL, f'host veth name "{host_name}" already exists') from None
                     continue  # the random host name clashed: draw another
                 host_link = require_link(host, peer)
+                sysctl.set_if_present(f"net/ipv6/conf/{peer}/accept_ra", "0")
                 return host_link, require_link(ctr, ifname, container_netns)
             raise CNIError(INTERNAL, "failed to find a free veth name")
     finally:
@@ -99,7 +105,9 @@ def configure_interface(netns: str, ifname: str, result: Result, index: int) -> 
                 try:
                     nl.add_route(route.dst, gw=gw, oif=link.index, priority=route.priority,
                                  table=route.table if route.table is not None else 254,
-                                 mtu=route.mtu, advmss=route.advmss, scope=route.scope, proto=RTPROT_BOOT)
+                                 mtu=route.mtu, advmss=route.advmss, proto=RTPROT_BOOT,
+                                 # the reference adds every route with scope universe unless told
+                                 scope=route.scope if route.scope is not None else RT_SCOPE_UNIVERSE)
                 except NetlinkError as exc:
                     if exc.errno == errno.EEXIST:
                         continue  # the kernel added it with the address, or IPAM listed it twice

@@ -9,7 +9,16 @@ import os
 
 
 def _path(name: str) -> str:
-    return "/proc/sys/" + name.replace(".", "/") if not name.startswith("/") else name
+    """'net.ipv4.ip_forward', 'net/ipv6/conf/eth0.100/accept_ra' or an absolute path.
+
+    The dotted form cannot name an interface whose name contains a dot, so a
+    name with a slash is taken as a path below /proc/sys as it is.
+    """
+    if name.startswith("/"):
+        return name
+    if "/" in name:
+        return "/proc/sys/" + name
+    return "/proc/sys/" + name.replace(".", "/")
 
 
 def get(name: str) -> str:

@@ -212,8 +212,6 @@ def test_check_agrees_with_go(worlds):
     assert verdicts[0] == verdicts[1] == (0, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="cni/link.setup_veth leaves the kernel's txqlen 1000 on both veth ends; "
-                                       "Go creates them with txqlen 0 (a library change, reported to the lead)")
 def test_veth_txqlen_as_go(worlds):
     go, ours = worlds
     conf = base("1.0.0", ipam={})

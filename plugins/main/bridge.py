@@ -115,7 +115,7 @@ def _vlan_trunk(f: Fields) -> list:
 
 
 def add(call: Call) -> Result:
-    from cni import ipam, sysctl
+    from cni import ipam
     from cni.link import as_interface, configure_interface, set_link_up, setup_veth, wait_ipv6_settled
     from cni.netlink import Netlink
     from cni.rollback import Rollback
@@ -131,8 +131,6 @@ def add(call: Call) -> Result:
         bridge = ensure_bridge(host, conf, undo)
         host_end, container_end = setup_veth(call.netns, call.ifname, mtu=conf.mtu, container_mac=conf.mac)
         undo.push(lambda: _delete_container_end(call), "delete the veth pair")
-        # As for the bridge: router advertisements must not add routes via the port.
-        sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{host_end.name}/accept_ra", "0")
         attach_port(host, bridge.index, host_end.index, conf)
         if conf.mac_spoof_check:
             spoofcheck_setup(host_end.name, container_end.mac, call.container_id, call.ifname)
