@@ -38,6 +38,21 @@ def clean_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def run_tool(cmd: list[str], stdin: str = "", what: str = "") -> str:
+    """Run a system tool (iptables-restore, nft) with a clean environment; its stdout, or a CNI error."""
+    import subprocess
+
+    what = what or cmd[0]
+    try:
+        proc = subprocess.run(cmd, input=stdin.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=clean_environ(os.environ))
+    except OSError as exc:
+        raise CNIError(INTERNAL, f"{what}: failed to run {cmd[0]}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        raise CNIError(INTERNAL, f"{what}: {cmd[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout.decode(errors="replace")
+
+
 def find_plugin(plugin_type: str, paths: list[str]) -> str:
     if not plugin_type:
         raise CNIError(INVALID_NETWORK_CONFIG, "plugin type is empty")

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
-from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
-from .invoke import clean_environ
+from .errors import INVALID_NETWORK_CONFIG, CNIError
+from .invoke import run_tool
 from .types import IPInterface
 
 IPTABLES, NFTABLES = "iptables", "nftables"
@@ -67,14 +65,7 @@ def choose_backend(requested: str) -> str:
 
 
 def _run(cmd: Sequence[str], stdin: str = "") -> str:
-    try:
-        proc = subprocess.run(list(cmd), input=stdin.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=clean_environ(os.environ))
-    except OSError as exc:
-        raise CNIError(INTERNAL, f"failed to run {cmd[0]}: {exc.strerror}") from None
-    if proc.returncode != 0:
-        raise CNIError(INTERNAL, f"{cmd[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout.decode(errors="replace")
+    return run_tool(list(cmd), stdin, "masquerade")
 
 
 def _quote(text: str) -> str:

@@ -8,7 +8,6 @@ DEL succeeds whatever is already gone. See Documentation/bridge.md.
 from __future__ import annotations
 
 import ipaddress
-import os
 
 from cni.conf import Fields, NetConf
 from cni.errors import INCOMPATIBLE_VERSION, INTERNAL, INVALID_NETWORK_CONFIG, CNIError, invalid_config
@@ -133,8 +132,10 @@ def add(call: Call) -> Result:
         undo.push(lambda: _delete_container_end(call), "delete the veth pair")
         attach_port(host, bridge.index, host_end.index, conf)
         if conf.mac_spoof_check:
-            spoofcheck_setup(host_end.name, container_end.mac, call.container_id, call.ifname)
-            undo.push(lambda: spoofcheck_teardown(call.container_id, call.ifname), "remove the MAC spoof check")
+            from cni import spoofcheck
+
+            spoofcheck.setup(host_end.name, container_end.mac, call.container_id, call.ifname)
+            undo.push(lambda: spoofcheck.teardown(call.container_id, call.ifname), "remove the MAC spoof check")
         result.interfaces = [as_interface(bridge), as_interface(host_end),
                              as_interface(container_end, sandbox=call.netns)]
 
@@ -348,7 +349,9 @@ def delete(call: Call) -> None:
     if conf.layer3:
         ipam.delete(conf, call)
     if conf.mac_spoof_check:
-        spoofcheck_teardown(call.container_id, call.ifname)
+        from cni import spoofcheck
+
+        spoofcheck.teardown(call.container_id, call.ifname)
     if conf.ip_masq:
         from cni import masq
 
@@ -413,7 +416,11 @@ def gc(call: Call) -> None:
         ipam.gc(conf, call)
     masq.gc(conf.name, {cid for cid, _ifname in call.valid_attachments()})
     if conf.mac_spoof_check:
-        spoofcheck_gc()
+        from cni import spoofcheck
+        from cni.netlink import Netlink
+
+        with Netlink() as host:
+            spoofcheck.gc({link.name for link in host.links()})
 
 
 def status(call: Call) -> None:
@@ -422,100 +429,6 @@ def status(call: Call) -> None:
     conf = BridgeConf.load_for_delete(call)
     if conf.layer3:
         ipam.status(conf, call)
-
-
-# ---- macspoofchk: nftables rules in table `bridge nat`, named as the reference names them ----
-
-SPOOF_TABLE = "bridge nat"
-SPOOF_BASE_CHAIN = "PREROUTING"
-
-
-def _spoof_names(container_id: str, ifname: str) -> tuple[str, str, str]:
-    ident = f"{container_id}-{ifname}"
-    chain = f"cni-br-iface-{ident}"
-    return chain, chain + "-mac", f"macspoofchk-{ident}"
-
-
-def _nft(script: str = "", *args: str) -> str:
-    import subprocess
-
-    from cni.invoke import clean_environ
-
-    cmd = ["nft", *args] if args else ["nft", "-f", "-"]
-    try:
-        proc = subprocess.run(cmd, input=script.encode(), capture_output=True, env=clean_environ(os.environ))
-    except OSError as exc:
-        raise CNIError(INTERNAL, f"macspoofchk: failed to run nft: {exc.strerror}") from None
-    if proc.returncode != 0:
-        raise CNIError(INTERNAL, f"macspoofchk: nft failed: {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout.decode(errors="replace")
-
-
-def spoofcheck_setup(host_ifname: str, mac: str, container_id: str, ifname: str) -> None:
-    """Drop frames from the port whose source MAC is not the container's."""
-    chain, mac_chain, comment = _spoof_names(container_id, ifname)
-    note = f'comment "{comment}"'
-    _nft(f"""add table {SPOOF_TABLE}
-add chain {SPOOF_TABLE} {SPOOF_BASE_CHAIN} {{ type filter hook prerouting priority -300 ; policy accept ; }}
-add chain {SPOOF_TABLE} {chain}
-flush chain {SPOOF_TABLE} {chain}
-add chain {SPOOF_TABLE} {mac_chain}
-flush chain {SPOOF_TABLE} {mac_chain}
-add rule {SPOOF_TABLE} {SPOOF_BASE_CHAIN} iifname "{host_ifname}" jump {chain} {note}
-add rule {SPOOF_TABLE} {chain} jump {mac_chain} {note}
-add rule {SPOOF_TABLE} {mac_chain} ether saddr {mac} return {note}
-add rule {SPOOF_TABLE} {mac_chain} drop {note}
-""")
-
-
-def _spoof_table() -> tuple[set, list]:
-    """(chain names, rules) of table bridge nat; empty when there is no such table."""
-    import json
-    import shutil
-
-    if shutil.which("nft") is None:
-        return set(), []
-    try:
-        out = _nft("", "-j", "list", "table", *SPOOF_TABLE.split())
-    except CNIError:
-        return set(), []
-    items = json.loads(out).get("nftables", [])
-    return {i["chain"]["name"] for i in items if "chain" in i}, [i["rule"] for i in items if "rule" in i]
-
-
-def _spoof_remove(chains: set, rules: list, doomed: list[tuple[str, str, str]]) -> None:
-    lines = []
-    for chain, mac_chain, comment in doomed:
-        lines += [f"delete rule {SPOOF_TABLE} {SPOOF_BASE_CHAIN} handle {r['handle']}" for r in rules
-                  if r.get("chain") == SPOOF_BASE_CHAIN and r.get("comment") == comment]
-        lines += [f"flush chain {SPOOF_TABLE} {c}" for c in (chain, mac_chain) if c in chains]
-        lines += [f"delete chain {SPOOF_TABLE} {c}" for c in (chain, mac_chain) if c in chains]
-    if lines:
-        _nft("\n".join(lines) + "\n")
-
-
-def spoofcheck_teardown(container_id: str, ifname: str) -> None:
-    chains, rules = _spoof_table()
-    _spoof_remove(chains, rules, [_spoof_names(container_id, ifname)])
-
-
-def spoofcheck_gc() -> None:
-    """Remove spoof checks whose host port no longer exists: safe whichever network made them."""
-    from cni.netlink import Netlink
-
-    chains, rules = _spoof_table()
-    with Netlink() as host:
-        present = {link.name for link in host.links()}
-    doomed = []
-    for rule in rules:
-        comment = str(rule.get("comment", ""))
-        port = next((e["match"]["right"] for e in rule.get("expr", []) if "match" in e
-                     and e["match"].get("left", {}).get("meta", {}).get("key") == "iifname"), None)
-        if rule.get("chain") == SPOOF_BASE_CHAIN and comment.startswith("macspoofchk-") and port not in present:
-            ident = comment[len("macspoofchk-"):]
-            chain = f"cni-br-iface-{ident}"
-            doomed.append((chain, chain + "-mac", comment))
-    _spoof_remove(chains, rules, doomed)
 
 
 main = plugin("bridge", add=add, delete=delete, check=check, gc=gc, status=status)
