@@ -124,7 +124,9 @@ class Plugin:
         self.supported = supported
 
     def main(self) -> None:
-        sys.exit(self.run(os.environ, sys.stdin.buffer, sys.stdout, sys.stderr))
+        """The process entry: one call, then exit without interpreter teardown."""
+        status = self.run(os.environ, sys.stdin.buffer, sys.stdout, sys.stderr)
+        exit_now(status)
 
     def run(self, environ: Mapping[str, str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:
         """Run one CNI call; returns the exit status. Never raises."""
@@ -221,6 +223,21 @@ class Plugin:
         if handler is not None:
             handler(call)
         return None
+
+
+def exit_now(status: int) -> None:
+    """Flush stdout and stderr and end the process, skipping the interpreter's teardown.
+
+    Tearing down modules and objects costs about 7 ms per exec here, a fifth of a
+    whole ADD, and a plugin has nothing left to clean up at this point: its files
+    are closed by `with` blocks and its locks are released with the process.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
 
 
 def plugin(name: str, add: Handler, delete: Handler, check: Handler | None = None,

@@ -28,7 +28,7 @@ def main() -> None:
 
         sys.stdout.write(version.version_json())
         sys.stdout.flush()
-        return
+        os._exit(0)  # nothing to tear down; see cni.skel.exit_now
     sys.argv = [name] + args
     module = registry.module(name)
     cli = getattr(module, "cli", None)
