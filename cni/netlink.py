@@ -17,7 +17,9 @@ from __future__ import annotations
 import errno as _errno
 import ipaddress
 import os
-import socket
+# The C module itself: socket.py wraps it in enums and selectors that cost every
+# exec a few milliseconds, and a raw netlink socket needs none of that.
+import _socket as socket
 import struct
 
 from .record import Record

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 
 from . import __version__
 from . import version as versions
 from .args import parse_args
-from .conf import validate_network_name
+from .conf import is_valid_name, validate_network_name
 from .errors import (
     DECODE_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -47,7 +46,6 @@ _REQUIRED = {
 # The first spec version that has each command.
 _SINCE = {CHECK: "0.4.0", GC: "1.1.0", STATUS: "1.1.0"}
 
-CONTAINER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 IFNAMSIZ = 16
 
 
@@ -93,7 +91,7 @@ class Call(Record):
 def validate_container_id(cid: str) -> None:
     if not cid:
         raise CNIError(INVALID_ENV, "missing containerID")
-    if not CONTAINER_ID_PATTERN.fullmatch(cid):
+    if not is_valid_name(cid):
         raise CNIError(INVALID_ENV, "invalid characters in containerID", cid)
 
 

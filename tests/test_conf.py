@@ -73,3 +73,12 @@ def test_any_config_gives_conf_or_cni_error(raw):
         NetConf.parse(raw, "1.0.0")
     except CNIError as err:
         assert err.code == 7
+
+
+@given(st.text(max_size=12))
+def test_name_check_matches_the_spec_pattern(text):
+    import re
+
+    from cni.conf import is_valid_name
+
+    assert is_valid_name(text) == bool(re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*", text))

@@ -16,10 +16,10 @@ import base64
 import json
 import os
 
-from ..conf import NAME_PATTERN
+from ..conf import is_valid_name
 from ..record import Record
 from ..errors import INVALID_ENV, INVALID_NETWORK_CONFIG, IO_FAILURE, CNIError
-from ..skel import CONTAINER_ID_PATTERN, validate_ifname
+from ..skel import validate_ifname
 from .conf import go_json
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
@@ -83,9 +83,9 @@ class Cache:
         self.results = os.path.join(directory, "results")
 
     def path(self, network: str, container_id: str, ifname: str) -> str:
-        if not isinstance(network, str) or not NAME_PATTERN.fullmatch(network):
+        if not is_valid_name(network):
             raise CNIError(INVALID_NETWORK_CONFIG, "invalid network name for the result cache", str(network)[:200])
-        if not isinstance(container_id, str) or not CONTAINER_ID_PATTERN.fullmatch(container_id):
+        if not is_valid_name(container_id):
             raise CNIError(INVALID_ENV, "invalid container ID for the result cache", container_id[:200])
         validate_ifname(ifname)
         name = f"{network}-{container_id}-{ifname}"

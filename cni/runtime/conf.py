@@ -11,7 +11,7 @@ import json
 import os
 
 from .. import version as versions
-from ..conf import NAME_PATTERN
+from ..conf import is_valid_name
 from ..record import Record
 from ..errors import INVALID_NETWORK_CONFIG, CNIError
 
@@ -128,7 +128,7 @@ def list_from_bytes(data: bytes, source: str = "", plugin_dir: str | None = None
         raise ConfError("error parsing configuration list: 'plugins' must be a non-empty list")
     else:
         plugins = [_check_plugin(p, i) for i, p in enumerate(raw_plugins)]
-    if plugin_dir is not None and not inlined_only and NAME_PATTERN.match(name):
+    if plugin_dir is not None and not inlined_only and is_valid_name(name):
         for path in _files(os.path.join(plugin_dir, name), (".conf",)):
             plugins.append(_check_plugin(_parse_object(_read(path), f"plugin configuration {path}"), len(plugins)))
     if not plugins:
