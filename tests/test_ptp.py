@@ -225,9 +225,8 @@ def netns_state(host_ns, ctr) -> dict:
 
     def link(ns, dev):
         l = ns.link(dev)
-        # txqlen: setup_veth leaves the kernel default (1000), the reference sets 0;
-        # veths have no queue either way (noqueue), so it is left out here.
-        return {"kind": l["linkinfo"]["info_kind"], "mtu": l["mtu"], "flags": sorted(l["flags"])}
+        return {"kind": l["linkinfo"]["info_kind"], "mtu": l["mtu"], "txqlen": l.get("txqlen"),
+                "flags": sorted(l["flags"])}
 
     return {"host_addrs": addrs(host_ns, veth), "host_routes": routes(host_ns), "host_link": link(host_ns, veth),
             "ctr_addrs": addrs(ctr, "eth0"), "ctr_routes": routes(ctr), "ctr_link": link(ctr, "eth0"),
