@@ -117,7 +117,7 @@ def add(call: Call) -> Result:
     from cni import ipam
     from cni.link import as_interface, configure_interface, set_link_up, setup_veth, wait_ipv6_settled
     from cni.netlink import Netlink
-    from cni.rollback import Rollback
+    from cni.rollback import Rollback, checkpoint
 
     conf = BridgeConf.load(call)
     if not conf.layer3 and call.cni_version in ("0.1.0", "0.2.0"):
@@ -129,7 +129,7 @@ def add(call: Call) -> Result:
     with Netlink() as host, Rollback() as undo:
         bridge = ensure_bridge(host, conf, undo)
         host_end, container_end = setup_veth(call.netns, call.ifname, mtu=conf.mtu, container_mac=conf.mac)
-        undo.push(lambda: _delete_container_end(call), "delete the veth pair")
+        undo.push(lambda: _delete_container_end(call), "delete the veth pair", stage="veth")
         attach_port(host, bridge.index, host_end.index, conf)
         if conf.mac_spoof_check:
             from cni import spoofcheck
@@ -141,12 +141,13 @@ def add(call: Call) -> Result:
 
         if conf.layer3:
             leased = ipam.add(conf, call)
-            undo.push(lambda: ipam.delete(conf, call), "release the IPAM reservation")
+            undo.push(lambda: ipam.delete(conf, call), "release the IPAM reservation", stage="ipam")
             if not leased.ips:
                 raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
             take_ipam_result(result, leased, conf)
             set_container_sysctls(call.netns, call.ifname, conf.enable_dad)
             configure_interface(call.netns, call.ifname, result, CONTAINER_INDEX)
+            checkpoint("addresses")
             if any(ip.family == 6 for ip in result.ips):
                 wait_ipv6_settled(call.netns, call.ifname)
         elif not conf.disable_container_interface:
@@ -164,7 +165,7 @@ def add(call: Call) -> Result:
 
             masq.setup(conf.name, call.container_id, [ip.address for ip in result.ips],
                        masq.choose_backend(conf.ip_masq_backend))
-            undo.push(lambda: masq.teardown(conf.name, call.container_id), "remove the masquerade rules")
+            undo.push(lambda: masq.teardown(conf.name, call.container_id), "remove the masquerade rules", stage="masquerade")
         # The bridge MAC may have changed when the port joined; report what it is now.
         result.interfaces[BRIDGE_INDEX].mac = host.get_link_by_index(bridge.index).mac
     return result
@@ -187,7 +188,7 @@ def ensure_bridge(host, conf: BridgeConf, undo):
     if link is None:
         raise CNIError(INTERNAL, f'bridge "{conf.bridge}" vanished while being set up')
     if created:
-        undo.push(lambda: _delete_bridge_if_unused(host, link.index), f'delete bridge "{conf.bridge}"')
+        undo.push(lambda: _delete_bridge_if_unused(host, link.index), f'delete bridge "{conf.bridge}"', stage="bridge")
     if link.kind != "bridge":
         raise CNIError(INTERNAL, f'"{conf.bridge}" already exists but is not a bridge')
     # The plugin owns the bridge's routes: router advertisements must not add any.

@@ -25,7 +25,7 @@ from cni.link import (
     find_master,
     wait_ipv6_settled,
 )
-from cni.rollback import Rollback
+from cni.rollback import Rollback, checkpoint
 from cni.skel import Call, plugin
 from cni.types import Result
 
@@ -83,19 +83,20 @@ def add(call: Call) -> Result:
     with Rollback() as undo:
         link = create_ipvlan(call.netns, call.ifname, master, conf.mode, master_in_container=conf.link_in_container,
                              mtu=conf.mtu)
-        undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the ipvlan")
+        undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the ipvlan", stage="link")
 
         if conf.chained_addresses:
             result = conf.prev_result.copy()
             result.cni_version = call.cni_version
         else:
             result = ipam.add(conf, call)
-            undo.push(lambda: ipam.delete(conf, call), "release the addresses")
+            undo.push(lambda: ipam.delete(conf, call), "release the addresses", stage="ipam")
             if not result.ips:
                 raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
         for ip in result.ips:
             ip.interface = 0
         configure_interface(call.netns, call.ifname, result, 0)
+        checkpoint("addresses")
         if any(ip.family == 6 for ip in result.ips):
             wait_ipv6_settled(call.netns, call.ifname)
 

@@ -26,7 +26,7 @@ from cni.link import (
     set_link_up,
     wait_ipv6_settled,
 )
-from cni.rollback import Rollback
+from cni.rollback import Rollback, checkpoint
 from cni.skel import Call, plugin
 from cni.types import LEGACY, Result
 
@@ -77,20 +77,21 @@ def add(call: Call) -> Result:
     with Rollback() as undo:
         link = create_macvlan(call.netns, call.ifname, master, conf.mode, master_in_container=conf.link_in_container,
                               mtu=conf.mtu, mac=conf.mac, bcqueuelen=conf.bcqueuelen)
-        undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the macvlan")
+        undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the macvlan", stage="link")
 
         if layer2:
             set_link_up(call.netns, call.ifname)
             result = Result(cni_version=call.cni_version)
         else:
             result = ipam.add(conf, call)
-            undo.push(lambda: ipam.delete(conf, call), "release the addresses")
+            undo.push(lambda: ipam.delete(conf, call), "release the addresses", stage="ipam")
             if not result.ips:
                 raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
             for ip in result.ips:
                 ip.interface = 0
             announce_address_changes(call.netns, call.ifname)
             configure_interface(call.netns, call.ifname, result, 0)
+            checkpoint("addresses")
             if any(ip.family == 6 for ip in result.ips):
                 wait_ipv6_settled(call.netns, call.ifname)
 

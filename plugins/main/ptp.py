@@ -28,7 +28,7 @@ from cni.link import (
     setup_veth,
     wait_ipv6_settled,
 )
-from cni.rollback import Rollback
+from cni.rollback import Rollback, checkpoint
 from cni.skel import Call, plugin
 from cni.types import Result
 
@@ -60,10 +60,10 @@ def add(call: Call) -> Result:
 
     with Rollback() as undo:
         host, container = setup_veth(call.netns, call.ifname, mtu=conf.mtu)
-        undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the veth pair")
+        undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the veth pair", stage="veth")
 
         result = ipam.add(conf, call)
-        undo.push(lambda: ipam.delete(conf, call), "release the addresses")
+        undo.push(lambda: ipam.delete(conf, call), "release the addresses", stage="ipam")
         if not result.ips:
             raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
         result.interfaces = [as_interface(host), as_interface(container, sandbox=call.netns)]
@@ -76,10 +76,12 @@ def add(call: Call) -> Result:
         if any(ip.family == 6 for ip in result.ips):
             wait_ipv6_settled(call.netns, call.ifname)  # the routes below use the addresses as source
         route_subnets_via_gateway(call.netns, call.ifname, result.ips)
+        checkpoint("addresses")
 
         if conf.ip_masq:
             undo.push(lambda: masq.teardown(conf.name, call.container_id), "remove masquerading")
             masq.setup(conf.name, call.container_id, [ip.address for ip in result.ips], backend)
+            checkpoint("masquerade")
 
     result.dns = conf.dns
     return result
