@@ -163,6 +163,9 @@ class Plugin:
 
     def _about(self) -> str:
         text = self.about or f"CNI {self.name} plugin {__version__}"
+        build = os.path.join(os.path.dirname(__file__), "BUILD")  # "commit <sha>", baked into bundles by build.sh
+        if os.path.isfile(build):
+            text += "\n" + open(build).read().strip()
         return f"{text}\nCNI protocol versions supported: {', '.join(self.supported)}\n"
 
     def _read_config(self, command: str, environ: Mapping[str, str], stdin: IO[bytes]) -> tuple[bytes, dict, str]:
