@@ -81,12 +81,13 @@ def allocate(conf: HostLocalConf, store: Store, container_id: str, ifname: str) 
                     leases[ip] = ("", "")  # appeared despite the lock (a foreign writer): skip it
             leases[ip] = (container_id, ifname)
             chosen.append((index, ip))
+        # Inside the all-or-nothing block: a full disk here must not keep the reservations.
+        for index, ip in chosen:
+            store.set_last_reserved(index, ip)
     except BaseException:
         for _, ip in chosen:
             store.release(ip)
         raise
-    for index, ip in chosen:
-        store.set_last_reserved(index, ip)
     store.sync()
     configs = []
     for index, ip in chosen:

@@ -141,10 +141,14 @@ class Store:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=self.dir_fd)
         try:
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                os.write(fd, content)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            self._unlink(name)  # a full disk must not leave an empty temporary file behind
+            raise
         return name
 
     def reserve(self, ip: IPAddress, container_id: str, ifname: str) -> bool:
@@ -164,7 +168,11 @@ class Store:
     def set_last_reserved(self, index: int, ip: IPAddress) -> None:
         try:
             tmp = self._write_temp(str(ip).encode())
-            os.replace(tmp, f"{LAST_RESERVED}{index}", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            try:
+                os.replace(tmp, f"{LAST_RESERVED}{index}", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            except OSError:
+                self._unlink(tmp)
+                raise
         except OSError as exc:
             raise self._io_error("cannot record the last reserved address in", exc) from None
 
