@@ -1,0 +1,111 @@
+"""Helpers (no tests) for the reliability tests: test_load, test_faults, test_bad_input, test_security.
+
+`State` is what a test compares before and after a plugin call: the host netns
+(links, addresses, routes, nat rules), the container netns links and the
+files of a host-local data dir. One shell per netns keeps a snapshot cheap.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import Netns
+
+# One exec per snapshot; counters and life times vary on their own and are dropped.
+_HOST_SCRIPT = r"""
+ip -j -d addr show; echo '@@'
+ip -j route show table all; echo '@@'
+ip -6 -j route show table all; echo '@@'
+iptables-save -t nat 2>/dev/null | grep -v '^#'; echo '@@'
+ip6tables-save -t nat 2>/dev/null | grep -v '^#'; echo '@@'
+nft list ruleset 2>/dev/null
+"""
+_COUNTERS = re.compile(r"\[\d+:\d+\]")
+_VOLATILE = ("valid_life_time", "preferred_life_time", "operstate", "linkmode", "flags", "stats64", "stats")
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items() if k not in _VOLATILE and not k.endswith("_timer")}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def host_state(ns: Netns) -> dict:
+    out = ns.run("sh", "-c", _HOST_SCRIPT).stdout
+    addr, r4, r6, ipt4, ipt6, nft = out.split("@@\n")
+    return {
+        "links": _clean(json.loads(addr or "[]")),
+        "routes": _clean(json.loads(r4 or "[]") + json.loads(r6 or "[]")),
+        "nat": _COUNTERS.sub("", ipt4 + ipt6).strip(),
+        "nft": nft.strip(),
+    }
+
+
+def container_links(ns: Netns) -> list:
+    return _clean(ns.ip_json("-d", "addr", "show"))
+
+
+def store_files(data_dir: Path | None) -> dict:
+    """Every file of a host-local data dir but the lock files (made on first use, like Go's)."""
+    if data_dir is None or not data_dir.exists():
+        return {}
+    found = {}
+    for path in sorted(data_dir.rglob("*")):
+        if path.is_symlink() or not path.is_dir():
+            if path.name != "lock":
+                found[str(path.relative_to(data_dir))] = path.read_bytes() if not path.is_symlink() else "symlink"
+    return found
+
+
+def state(host: Netns, containers: list[Netns] = (), data_dir: Path | None = None) -> dict:
+    return {"host": host_state(host), "containers": [container_links(c) for c in containers],
+            "store": store_files(data_dir)}
+
+
+def ip_files(data_dir: Path) -> dict:
+    """Reservations only: `<network>/<address>` -> content."""
+    out = {}
+    for path in data_dir.rglob("*"):
+        if path.is_file() and (":" in path.name or path.name.replace(".", "").isdigit()):
+            out[str(path.relative_to(data_dir))] = path.read_bytes()
+    return out
+
+
+def host_veths(ns: Netns) -> list[str]:
+    return [l["ifname"] for l in ns.ip_json("-d", "link", "show")
+            if l.get("linkinfo", {}).get("info_kind") == "veth" and l["ifname"].startswith("veth")]
+
+
+def nat_rules(ns: Netns) -> list[str]:
+    """Masquerade state the plugins own: CNI- chains and the nft table's rules."""
+    text = ns.run("sh", "-c", "iptables-save -t nat; ip6tables-save -t nat; "
+                              "nft list table inet cni_plugins_masquerade 2>/dev/null", check=False).stdout
+    return [l for l in text.splitlines() if "CNI-" in l or "masquerade comment" in l]
+
+
+def no_traceback(outcome) -> None:
+    assert "Traceback" not in outcome.err and "Traceback" not in outcome.out, outcome.err
+    if outcome.status != 0:
+        data = json.loads(outcome.out)
+        assert set(data) >= {"cniVersion", "code", "msg"}, data
+
+
+def uplink(host: Netns, name: str = "uplink0") -> str:
+    """A master for macvlan in the host netns: one end of a veth pair, both ends up."""
+    host.run("ip", "link", "add", name, "type", "veth", "peer", "name", name + "p")
+    host.run("ip", "link", "set", name, "up")
+    host.run("ip", "link", "set", name + "p", "up")
+    return name
+
+
+def env_without_frozen_traces() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith("_PYI")}
+
+
+def run_quiet(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
