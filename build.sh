@@ -6,7 +6,9 @@
 #                           network mynet (scripts/priv-net-run.sh; installs iproute2/iptables if missing)
 #   ./build.sh test [ARGS]  the whole test suite: build if needed, then pytest with the
 #                           frozen tests required (PYCNI_REQUIRE_FROZEN=1); ARGS go to pytest
-#   ./build.sh clean        remove bin/ and build/
+#   ./build.sh release      dist/pycni-linux-<arch>-<version>.tgz (+ .sha256/.sha512), frozen in a
+#                           cached Debian 11 root so it runs on glibc 2.31+ (packaging/release.sh)
+#   ./build.sh clean        remove bin/, dist/ and build/ (but build/bullseye/, the cached root)
 #
 # bin/ layout (copy bin/ as a whole, e.g. `cp -a bin/. /opt/cni/bin/`):
 #   bin/pycni        the one frozen executable (PyInstaller onedir bootloader)
@@ -81,6 +83,26 @@ ensure_venv() {
     fi
 }
 
+# The commit a bundle is built from, "-dirty" when the frozen files differ from it. The
+# plugins print it in their about text (no CNI_COMMAND) from pycni-lib/cni/BUILD.
+build_commit() {
+    local c
+    c=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+    if [ "$c" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain -- cni plugins packaging pycni.spec pyproject.toml 2>/dev/null)" ]; then
+        c=$c-dirty
+    fi
+    echo "$c"
+}
+
+write_build_info() {  # DIR (a bin/ tree): rewrite its BUILD file only when the commit changed
+    local file=$1/pycni-lib/cni/BUILD want
+    want="commit $(build_commit)"
+    [ -d "$1/pycni-lib/cni" ] || return 0
+    [ -f "$file" ] && [ "$(cat "$file")" = "$want" ] && return 0
+    echo "$want" >"$file.new"
+    mv "$file.new" "$file"
+}
+
 # Everything the frozen bin/ depends on; bin/ is rebuilt when this changes.
 fingerprint() {
     {
@@ -96,6 +118,7 @@ freeze() {
     stamp=$(fingerprint)
     if [ "${PYCNI_FORCE:-}" != 1 ] && [ -x "$BIN/pycni" ] && [ -f "$BIN/.build-stamp" ] \
             && [ "$(cat "$BIN/.build-stamp")" = "$stamp" ]; then
+        write_build_info "$BIN"
         log "bin/ is up to date"
         return
     fi
@@ -117,6 +140,7 @@ freeze() {
         [ -n "$name" ] && log "not shipped yet (no module $module): $name"
     done < <("$VENV/bin/python" packaging/entries.py --missing)
     echo "$stamp" >"$staged/.build-stamp"
+    write_build_info "$staged"
     # Swap in the new tree in one step; bin/ is never half-written.
     rm -rf "$BUILD/bin.old"
     [ -e "$BIN" ] && mv "$BIN" "$BUILD/bin.old"
@@ -142,7 +166,14 @@ case "${1:-}" in
         exec "$ROOT/scripts/priv-net-run.sh" ip addr
         ;;
     clean)
-        rm -rf "$BIN" "$BUILD"
+        # The cached Debian 11 root stays (about a minute to make again): rm -rf build/bullseye drops it.
+        find "$BUILD" -mindepth 1 -maxdepth 1 ! -name bullseye -exec rm -rf {} + 2>/dev/null || true
+        rm -rf "$BIN" "$ROOT/dist"
+        ;;
+    release)
+        shift
+        system_prerequisites
+        exec "$ROOT/packaging/release.sh" "$@"
         ;;
     test)
         shift
@@ -158,7 +189,7 @@ case "${1:-}" in
         freeze
         ;;
     *)
-        echo "usage: $0 [demo | test [PYTEST-ARGS...] | clean]" >&2
+        echo "usage: $0 [demo | test [PYTEST-ARGS...] | release | clean]" >&2
         exit 2
         ;;
 esac
