@@ -5,6 +5,7 @@
 #   packaging/release.sh           build (reusing the cached root and venv), then verify in the root
 #   packaging/release.sh root      only make sure the cached root exists (used by tests)
 #   packaging/release.sh shell     a shell inside the root (debugging)
+#   packaging/release.sh py39 ARGS  pytest ARGS with the root's python3.9 on the current source
 #
 # Caches, all under build/ (gitignored):
 #   build/bullseye/root/            debootstrap --variant=minbase root with python3.9, libpython3.9,
@@ -241,5 +242,10 @@ case "${1:-}" in
     "") release ;;
     root) ensure_root ;;
     shell) ensure_root; in_root /bin/bash ;;
-    *) echo "usage: $0 [root | shell]" >&2; exit 2 ;;
+    py39)
+        shift
+        ensure_root; stage_source; ensure_venv
+        in_root /bin/sh -c 'cd /build/src && exec '"$VENV"'/bin/python -m pytest -q -p no:cacheprovider "$@"' py39 "$@"
+        ;;
+    *) echo "usage: $0 [root | shell | py39 PYTEST-ARGS...]" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@
 #   --uninstall    remove our plugins (all, or --only) and, once none is left, the runtime
 #   --dry-run      say what would change, change nothing
 #   --from BIN     the release's bin/ (default: bin/ beside this script's directory)
+#   (SYSTEMD_DIR=DIR puts the units elsewhere, without calling systemctl)
 #
 # Layout installed (the release's bin/ as it is):
 #   DIR/pycni-<version>-<digest>/{pycni,pycni-lib/}   the frozen runtime, one directory per build
@@ -26,7 +27,7 @@
 # from it); older ones are removed.
 set -eu
 
-K3S_DIR=/var/lib/rancher/k3s/data/cni
+K3S_DIR=${PYCNI_K3S_DIR:-/var/lib/rancher/k3s/data/cni}  # the override is for tests
 K3S_NAMES="bridge host-local loopback portmap bandwidth firewall flannel"
 SYSTEMD_DIR=${SYSTEMD_DIR:-/etc/systemd/system}
 UNITS="cni-dhcp.socket cni-dhcp.service"
@@ -34,8 +35,8 @@ UNITS="cni-dhcp.socket cni-dhcp.service"
 prefix=/opt/cni/bin k3s=0 only="" all=0 uninstall=0 dry=0 units=0 from=""
 here=$(cd "$(dirname "$0")" && pwd)
 
-usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
-die() { echo "install.sh: $*" >&2; exit "${2:-1}"; }
+usage() { sed -n '2,/^# Layout/{/^# Layout/d;s/^# \{0,1\}//p;}' "$0"; }
+die() { echo "install.sh: $1" >&2; exit "${2:-1}"; }
 say() { if [ "$dry" = 1 ]; then echo "[dry run] $*"; else echo "$*"; fi; }
 
 while [ $# -gt 0 ]; do
@@ -108,7 +109,11 @@ current_runtime() {  # the directory DIR/pycni points into, if it is our link
     case $t in pycni-*/pycni) echo "${t%/pycni}" ;; esac
 }
 
-units_active() { command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; }
+# systemctl only for the real unit directory of a running systemd; SYSTEMD_DIR=elsewhere stages
+# the units (an image build, a test) without touching this machine's services.
+units_active() {
+    [ "$SYSTEMD_DIR" = /etc/systemd/system ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]
+}
 
 install_units() {
     src=$here/../deploy/systemd
