@@ -1,12 +1,17 @@
 """Per-exec cost of our frozen plugins against Debian's Go plugins, side by side.
 
-    bench/plugins.py [-n ROUNDS] [--case NAME]... [--ours DIR] [--go DIR]
+    bench/plugins.py [-n ROUNDS] [--case NAME]... [--ours DIR] [--go DIR] [--strict]
 
-Each round runs every case's commands (VERSION, ADD, DEL) once with our bin/ and
+Each round runs every case's commands (VERSION, ADD, CHECK, DEL) once with our bin/ and
 once with Go's /usr/lib/cni, alternating which goes first, with the same inputs:
 a fresh container ID, a fresh host-local dataDir and, for cases that need one, a
 fresh host netns (where the plugin runs) plus container netns. Prints per case and
 command the median wall time, the ratio ours/Go and the median peak RSS of one exec.
+CHECK gets ADD's result as prevResult, as a runtime passes it.
+
+Budgets (BUDGETS below; medians of the same run): ADD <= 3x Go, DEL <= 2x Go,
+VERSION <= 5x Go, peak RSS <= 40 MiB per exec. Each row prints PASS or OVER per budget
+that applies to it, and a summary line counts them; --strict exits 1 when any is OVER.
 
 Peak RSS comes from GNU time (`/usr/bin/time -f %M`) around each exec: a child's
 maxrss also counts the memory of the process that forked it, so the measuring
@@ -15,7 +20,7 @@ launcher (time, and nsenter for netns cases); the `launcher` row shows that floo
 
 Cases are data (CASES below): plugin name, config, whether it needs a netns, and
 host-side setup. A case whose plugin is not in either directory is skipped with a
-message. This reports; it asserts nothing about speed.
+message. Nothing in the test suite asserts these times: machine load moves them.
 """
 from __future__ import annotations
 
@@ -35,7 +40,10 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME = "/usr/bin/time"
-COMMANDS = ("VERSION", "ADD", "DEL")
+COMMANDS = ("VERSION", "ADD", "CHECK", "DEL")
+# command -> highest allowed ratio ours/Go of the medians; RSS_BUDGET_MIB for every exec.
+BUDGETS = {"ADD": 3.0, "DEL": 2.0, "VERSION": 5.0}
+RSS_BUDGET_MIB = 40.0
 
 
 def host_local_ipam(data_dir: str, subnet: str = "10.77.0.0/16") -> dict:
@@ -63,6 +71,10 @@ CASES = [
     Case("bridge", "bridge",
          lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni-bench0",
                     "isGateway": True, "ipMasq": False, "ipam": host_local_ipam(d)},
+         netns=True),
+    Case("bridge-masq", "bridge",
+         lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni-bench0",
+                    "isGateway": True, "ipMasq": True, "ipam": host_local_ipam(d)},
          netns=True),
     Case("ptp", "ptp",
          lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "ptp", "ipMasq": False,
@@ -109,7 +121,8 @@ class Impl:
 
 
 def exec_once(impl: Impl, case: Case, command: str, stdin: bytes, env: dict[str, str],
-              host: Netns | None, scratch: Path) -> None:
+              host: Netns | None, scratch: Path) -> bytes | None:
+    """One timed exec; its stdout, or None when it failed (recorded in impl.failures)."""
     rss_file = scratch / "rss"
     argv = [TIME, "-q", "-o", str(rss_file), "-f", "%M"]
     if host is not None:
@@ -121,9 +134,10 @@ def exec_once(impl: Impl, case: Case, command: str, stdin: bytes, env: dict[str,
     key = (case.name, command)
     if proc.returncode != 0:
         impl.failures.setdefault(key, (proc.stdout + proc.stderr).decode(errors="replace").strip()[:300])
-        return
+        return None
     rss = int(rss_file.read_text().split()[-1])
     impl.samples.setdefault(key, []).append(Sample(elapsed, rss))
+    return proc.stdout
 
 
 def run_round(impl: Impl, case: Case, round_no: int, scratch: Path) -> None:
@@ -140,8 +154,16 @@ def run_round(impl: Impl, case: Case, round_no: int, scratch: Path) -> None:
                "CNI_CONTAINERID": f"bench-{round_no}-{secrets.token_hex(6)}",
                "CNI_NETNS": container.path if container else "/run/netns/bench-unused",
                "CNI_IFNAME": "eth0", "CNI_PATH": str(impl.directory)}
+        added = None
         for command in COMMANDS:
-            exec_once(impl, case, command, stdin, dict(env, CNI_COMMAND=command), host, scratch)
+            conf = stdin
+            if command == "CHECK":
+                if added is None:
+                    continue  # ADD failed: nothing to check
+                conf = json.dumps(dict(case.conf(str(data_dir)), prevResult=json.loads(added))).encode()
+            out = exec_once(impl, case, command, conf, dict(env, CNI_COMMAND=command), host, scratch)
+            if command == "ADD":
+                added = out
     finally:
         for ns in (container, host):
             if ns is not None:
@@ -159,11 +181,20 @@ def launcher_floor(impls: list[Impl], rounds: int, scratch: Path) -> Sample:
     return Sample(statistics.median(s.seconds for s in values), int(statistics.median(s.rss_kb for s in values)))
 
 
-def report(cases: list[Case], ours: Impl, go: Impl, floor: Sample, rounds: int) -> None:
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "OVER"
+
+
+def report(cases: list[Case], ours: Impl, go: Impl, floor: Sample, rounds: int) -> int:
+    """Print the table; return how many budgets are OVER."""
     print(f"\n{rounds} rounds, alternating; medians per exec (wall ms, peak RSS MiB)")
-    print(f"{'case':<12} {'command':<8} {'ours ms':>8} {'go ms':>7} {'ratio':>6} {'ours MiB':>9} {'go MiB':>7}")
-    print(f"{'launcher':<12} {'-':<8} {floor.seconds * 1e3:8.1f} {floor.seconds * 1e3:7.1f} {'':>6} "
+    print(f"budgets: time ratio ours/Go {', '.join(f'{c} <= {b:g}x' for c, b in BUDGETS.items())}; "
+          f"peak RSS <= {RSS_BUDGET_MIB:g} MiB")
+    print(f"{'case':<12} {'command':<8} {'ours ms':>8} {'go ms':>7} {'ratio':>6} {'time':>12} "
+          f"{'ours MiB':>9} {'go MiB':>7} {'RSS':>5}")
+    print(f"{'launcher':<12} {'-':<8} {floor.seconds * 1e3:8.1f} {floor.seconds * 1e3:7.1f} {'':>6} {'':>12} "
           f"{floor.rss_kb / 1024:9.1f} {floor.rss_kb / 1024:7.1f}")
+    counts = {"PASS": 0, "OVER": 0}
     for case in cases:
         for command in COMMANDS:
             a, b = ours.samples.get((case.name, command)), go.samples.get((case.name, command))
@@ -173,10 +204,20 @@ def report(cases: list[Case], ours: Impl, go: Impl, floor: Sample, rounds: int) 
             tb = statistics.median(s.seconds for s in b)
             ra = statistics.median(s.rss_kb for s in a) / 1024
             rb = statistics.median(s.rss_kb for s in b) / 1024
-            print(f"{case.name:<12} {command:<8} {ta * 1e3:8.1f} {tb * 1e3:7.1f} {ta / tb:6.1f} {ra:9.1f} {rb:7.1f}")
+            time_cell = "-"
+            if command in BUDGETS:
+                v = verdict(ta / tb <= BUDGETS[command])
+                counts[v] += 1
+                time_cell = f"{v} <={BUDGETS[command]:g}x"
+            rss = verdict(ra <= RSS_BUDGET_MIB)
+            counts[rss] += 1
+            print(f"{case.name:<12} {command:<8} {ta * 1e3:8.1f} {tb * 1e3:7.1f} {ta / tb:6.1f} {time_cell:>12} "
+                  f"{ra:9.1f} {rb:7.1f} {rss:>5}")
+    print(f"budgets: {counts['PASS']} PASS, {counts['OVER']} OVER")
     for impl in (ours, go):
         for (case, command), text in impl.failures.items():
             print(f"FAILED {impl.label} {case} {command}: {text}")
+    return counts["OVER"]
 
 
 def main() -> int:
@@ -185,6 +226,7 @@ def main() -> int:
     parser.add_argument("--case", action="append", help="run only these cases (default: all)")
     parser.add_argument("--ours", type=Path, default=ROOT / "bin")
     parser.add_argument("--go", type=Path, default=Path("/usr/lib/cni"))
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is OVER")
     opts = parser.parse_args()
     if not os.access(TIME, os.X_OK):
         sys.exit(f"{TIME} (GNU time) is needed for per-exec peak RSS: apt-get install time")
@@ -215,8 +257,8 @@ def main() -> int:
                     run_round(impl, case, round_no, scratch)
             print(f"\rround {round_no + 1}/{opts.rounds}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
-    report(cases, ours, go, floor, opts.rounds)
-    return 1 if ours.failures or go.failures else 0
+    over = report(cases, ours, go, floor, opts.rounds)
+    return 1 if ours.failures or go.failures or (opts.strict and over) else 0
 
 
 if __name__ == "__main__":
