@@ -178,7 +178,7 @@ class Plugin:
             raise CNIError(IO_FAILURE, "error reading from stdin", str(exc)) from None
         try:
             config = json.loads(data)
-        except ValueError as exc:  # includes UnicodeDecodeError
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError too; RecursionError: nesting too deep
             raise CNIError(DECODE_FAILURE, "error unmarshalling network config", str(exc)[:500]) from None
         if not isinstance(config, dict):
             raise CNIError(DECODE_FAILURE, "error unmarshalling network config", "not a JSON object")
