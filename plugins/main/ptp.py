@@ -45,7 +45,7 @@ class PtpConf(NetConf):
         conf = cls(**cls.common(call.config, call.cni_version),
                    ip_masq=f.flag("ipMasq"),
                    ip_masq_backend=f.text("ipMasqBackend"),
-                   mtu=f.number("mtu", minimum=0))
+                   mtu=f.number("mtu", minimum=0, maximum=65535))
         if not conf.ipam_type and not lenient:
             raise invalid_config("ptp needs an ipam configuration")
         return conf
