@@ -24,7 +24,7 @@ ip6tables-save -t nat 2>/dev/null | grep -v '^#'; echo '@@'
 nft list ruleset 2>/dev/null
 """
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
-_VOLATILE = ("valid_life_time", "preferred_life_time", "operstate", "linkmode", "flags", "stats64", "stats")
+_VOLATILE = ("valid_life_time", "preferred_life_time", "tentative", "operstate", "linkmode", "flags", "stats64", "stats")
 
 
 def _clean(obj):
@@ -101,6 +101,16 @@ def uplink(host: Netns, name: str = "uplink0") -> str:
     host.run("ip", "link", "set", name, "up")
     host.run("ip", "link", "set", name + "p", "up")
     return name
+
+
+def wait_settled(ns: Netns, timeout: float = 10) -> None:
+    """Until IPv6 duplicate address detection is over: link-local addresses and their routes stop changing."""
+    import time
+
+    end = time.monotonic() + timeout
+    while ns.run("ip", "-6", "addr", "show", "tentative").stdout.strip() and time.monotonic() < end:
+        time.sleep(0.1)
+    time.sleep(0.2)
 
 
 def env_without_frozen_traces() -> dict:

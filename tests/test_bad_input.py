@@ -1,0 +1,259 @@
+"""Bad input, as a catalogue: every case against every plugin that reads that input.
+
+Each case must answer with the right CNI error code on stdout, exit 1, print no
+traceback, and leave the host exactly as it was: links, addresses, routes, nat
+rules (iptables and nft) of the host netns, the container netns, and the files
+of the host-local data dir (`lock` aside: it is made on first use, as Go does).
+Cases that fail only after a link exists prove the rollback as well.
+
+The base configuration of each plugin is valid (test_base_configurations_are_valid),
+so each case differs from a working call by exactly its one bad input.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import pytest
+
+from conftest import Netns, needs_root
+from reliability_env import no_traceback, state, uplink, wait_settled
+
+pytestmark = needs_root
+
+ALL = ("bridge", "macvlan", "ipvlan", "ptp", "host-local", "dhcp")
+MAIN = ("bridge", "macvlan", "ipvlan", "ptp")
+# Plugins whose ADD reaches host-local with the same configuration (ipvlan cannot make its link here).
+IPAM_USERS = ("bridge", "macvlan", "ptp", "host-local")
+# Plugins that read CNI_ARGS themselves or through host-local.
+ARGS_USERS = ("bridge", "macvlan", "ptp", "host-local")
+DELETE = object()
+
+
+class World(NamedTuple):
+    host: Netns
+    ctr: Netns
+    data_dir: Path
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("badinput")
+    host, ctr = Netns("pycni-host"), Netns("pycni-ctr")
+    try:
+        uplink(host)
+        wait_settled(host)
+        (tmp / "networks").mkdir()
+        noexec = tmp / "noexec"
+        noexec.mkdir()
+        (noexec / "host-local").write_text("#!/bin/sh\necho should not run\n")  # mode 0644
+        yield World(host, ctr, tmp / "networks", tmp)
+    finally:
+        ctr.remove()
+        host.remove()
+
+
+def base(plugin: str, w: World) -> dict:
+    ipam = {"type": "host-local", "subnet": "10.66.0.0/24", "dataDir": str(w.data_dir)}
+    conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "badnet", "type": plugin, "ipam": ipam}
+    if plugin == "bridge":
+        conf.update(bridge="bbr0", isGateway=True, ipMasq=True)
+    elif plugin == "ptp":
+        conf.update(ipMasq=True)
+    elif plugin in ("macvlan", "ipvlan"):
+        conf.update(master="uplink0")
+    elif plugin == "dhcp":
+        conf["ipam"] = {"type": "dhcp", "daemonSocketPath": str(w.tmp / "no-daemon.sock")}
+    return conf
+
+
+# ---- building cases ----------------------------------------------------------------------
+
+
+def _apply(target: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if value is DELETE:
+            target.pop(key, None)
+        else:
+            target[key] = value
+
+
+def top(**changes) -> Callable:
+    def edit(conf: dict, w: World) -> dict:
+        _apply(conf, changes)
+        return conf
+    return edit
+
+
+def in_ipam(**changes) -> Callable:
+    def edit(conf: dict, w: World) -> dict:
+        _apply(conf["ipam"], changes)
+        return conf
+    return edit
+
+
+def raw(data: bytes) -> Callable:
+    return lambda conf, w: data
+
+
+def keep(conf: dict, w: World) -> dict:
+    return conf
+
+
+def truncated(conf: dict, w: World) -> bytes:
+    text = json.dumps(conf).encode()
+    return text[: len(text) // 2]
+
+
+class Case(NamedTuple):
+    id: str
+    plugins: tuple
+    code: int
+    edit: Callable = keep
+    run: dict = {}  # overrides of PluginSet.run keywords (containerid, netns, ifname, args, cni_path, command)
+    msg: str = ""
+
+
+CASES = [
+    # -- standard input that is not a configuration
+    Case("json-malformed", ALL, 6, raw(b'{"cniVersion": "1.0.0", "name": ')),
+    Case("json-truncated", ALL, 6, truncated),
+    Case("json-array", ALL, 6, raw(b"[]")),
+    Case("json-string", ALL, 6, raw(b'"bridge"')),
+    Case("json-null", ALL, 6, raw(b"null")),
+    Case("stdin-empty", ALL, 6, raw(b"")),
+    Case("stdin-not-utf8", ALL, 6, raw(b"\xff\xfe{\x00")),
+    Case("stdin-10MB-junk", ALL, 6, raw(b"x" * (10 << 20))),
+    Case("stdin-10MB-bad-version", ALL, 1, top(padding="p" * (10 << 20), cniVersion="9.9.9")),
+    Case("json-deeply-nested", ALL, 6, raw(b'{"a":' * 200000)),
+    # -- versions
+    Case("version-unknown", ALL, 1, top(cniVersion="9.9.9")),
+    Case("version-not-a-string", ALL, 6, top(cniVersion=1.0)),
+    # -- network names
+    Case("name-missing", ALL, 7, top(name=DELETE)),
+    Case("name-empty", ALL, 7, top(name="")),
+    Case("name-slash", ALL, 7, top(name="../evil")),
+    Case("name-dotdot", ALL, 7, top(name="..")),
+    Case("name-number", ALL, 7, top(name=42)),
+    # -- environment
+    Case("command-unknown", ALL, 4, run={"command": "ATTACH"}),
+    Case("env-no-containerid", ALL, 4, run={"containerid": ""}, msg="CNI_CONTAINERID"),
+    Case("env-no-netns", ALL, 4, run={"netns": ""}, msg="CNI_NETNS"),
+    Case("env-no-ifname", ALL, 4, run={"ifname": ""}, msg="CNI_IFNAME"),
+    Case("env-no-path", ALL, 4, run={"cni_path": ""}, msg="CNI_PATH"),
+    Case("cid-slash", ALL, 4, run={"containerid": "a/b"}),
+    Case("cid-dotdot", ALL, 4, run={"containerid": ".."}),
+    Case("cid-traversal", ALL, 4, run={"containerid": "../../etc/passwd"}),
+    Case("cid-newline", ALL, 4, run={"containerid": "abc\n"}),
+    Case("ifname-16-bytes", ALL, 4, run={"ifname": "x" * 16}),
+    Case("ifname-16-utf8-bytes", ALL, 4, run={"ifname": "é" * 8}),
+    Case("ifname-slash", ALL, 4, run={"ifname": "eth/0"}),
+    Case("ifname-dot", ALL, 4, run={"ifname": "."}),
+    Case("ifname-dotdot", ALL, 4, run={"ifname": ".."}),
+    Case("ifname-space", ALL, 4, run={"ifname": "eth 0"}),
+    Case("ifname-colon", ALL, 4, run={"ifname": "eth:0"}),
+    Case("args-malformed", ARGS_USERS, 4, run={"args": "IP"}),
+    Case("args-unknown-key", ARGS_USERS, 4, run={"args": "FOO=bar"}),
+    Case("args-ignoreunknown-garbage", ARGS_USERS, 4, run={"args": "IgnoreUnknown=maybe"}),
+    # -- prevResult
+    Case("prevresult-string", ALL, 7, top(prevResult="x")),
+    Case("prevresult-list", ALL, 7, top(prevResult=[])),
+    Case("prevresult-unknown-version", ALL, 7, top(prevResult={"cniVersion": "7.7.7", "ips": []})),
+    Case("prevresult-bad-address", ALL, 7,
+         top(prevResult={"cniVersion": "1.0.0", "ips": [{"address": "nonsense"}]})),
+    # -- wrong types and ranges in the main plugins' keys
+    Case("mtu-negative", MAIN, 7, top(mtu=-1)),
+    Case("mtu-70000", MAIN, 7, top(mtu=70000)),
+    Case("mtu-string", MAIN, 7, top(mtu="1500")),
+    Case("mtu-float", MAIN, 7, top(mtu=1500.5)),
+    Case("mtu-bool", MAIN, 7, top(mtu=True)),
+    Case("ipmasq-string", ("bridge", "ptp"), 7, top(ipMasq="true")),
+    Case("ipmasq-backend-unknown", ("bridge", "ptp"), 7, top(ipMasqBackend="pf")),
+    Case("isgateway-string", ("bridge",), 7, top(isGateway="yes")),
+    Case("hairpin-number", ("bridge",), 7, top(hairpinMode=1)),
+    Case("vlan-4095", ("bridge",), 7, top(vlan=4095)),
+    Case("vlan-negative", ("bridge",), 7, top(vlan=-1)),
+    Case("vlantrunk-min-after-max", ("bridge",), 7, top(vlanTrunk=[{"minID": 10, "maxID": 5}])),
+    Case("vlantrunk-not-a-list", ("bridge",), 7, top(vlanTrunk={"id": 5})),
+    Case("bridge-name-16-bytes", ("bridge",), 7, top(bridge="b" * 16)),
+    Case("bridge-name-slash", ("bridge",), 7, top(bridge="br/0")),
+    Case("mode-unknown", ("macvlan", "ipvlan"), 7, top(mode="bogus")),
+    Case("master-number", ("macvlan", "ipvlan"), 7, top(master=5)),
+    Case("master-absent", ("macvlan", "ipvlan"), 7, top(master="nosuchdev0")),
+    Case("mac-invalid", ("bridge", "macvlan"), 7, top(runtimeConfig={"mac": "zz:00:00:00:00:01"})),
+    # -- the ipam object
+    Case("ipam-not-an-object", ALL, 7, top(ipam="host-local")),
+    Case("ipam-type-number", ALL, 7, in_ipam(type=5)),
+    Case("ipam-type-relative-path", ("bridge", "macvlan", "ptp"), 7, in_ipam(type="../host-local")),
+    Case("ipam-type-absolute-path", ("bridge", "macvlan", "ptp"), 7, in_ipam(type="/usr/lib/cni/host-local")),
+    Case("ipam-type-dotdot", ("bridge", "macvlan", "ptp"), 7, in_ipam(type="..")),
+    Case("cni-path-not-executable", ("bridge", "macvlan", "ptp"), 999, msg="failed to find plugin",
+         run={"cni_path": "@noexec"}),
+    Case("cni-path-missing-dir", ("bridge", "macvlan", "ptp"), 999, msg="failed to find plugin",
+         run={"cni_path": "/nonexistent/pycni"}),
+    # -- host-local's ranges, reached directly and through the main plugins
+    Case("subnet-prefix-33", IPAM_USERS, 7, in_ipam(subnet="10.66.0.0/33")),
+    Case("subnet-garbage", IPAM_USERS, 7, in_ipam(subnet="banana")),
+    Case("subnet-host-bits", IPAM_USERS, 7, in_ipam(subnet="10.66.0.5/24")),
+    Case("subnet-number", IPAM_USERS, 7, in_ipam(subnet=10)),
+    Case("range-ipv6-start-in-ipv4", IPAM_USERS, 7, in_ipam(rangeStart="fd00::5")),
+    Case("range-start-after-end", IPAM_USERS, 7, in_ipam(rangeStart="10.66.0.200", rangeEnd="10.66.0.100")),
+    Case("range-start-outside", IPAM_USERS, 7, in_ipam(rangeStart="10.99.0.5")),
+    Case("gateway-octet-300", IPAM_USERS, 7, in_ipam(gateway="10.66.0.300")),
+    Case("ranges-not-a-list", IPAM_USERS, 7, in_ipam(ranges="10.67.0.0/24")),
+    Case("ranges-empty-set", IPAM_USERS, 7, in_ipam(subnet=DELETE, ranges=[[]])),
+    Case("no-ranges-at-all", IPAM_USERS, 7, in_ipam(subnet=DELETE)),
+    Case("routes-bad-dst", IPAM_USERS, 7, in_ipam(routes=[{"dst": "0.0.0.0/99"}])),
+    Case("datadir-relative", IPAM_USERS, 7, in_ipam(dataDir="relative/dir")),
+    Case("datadir-dotdot", IPAM_USERS, 7, in_ipam(dataDir="/tmp/../etc")),
+    Case("args-ip-garbage", IPAM_USERS, 7, run={"args": "IgnoreUnknown=1;IP=banana"}),
+    Case("runtime-ips-garbage", IPAM_USERS, 7, top(runtimeConfig={"ips": ["banana"]})),
+    Case("requested-ip-outside", IPAM_USERS, 7, top(args={"cni": {"ips": ["192.168.5.5"]}})),
+    # -- the dhcp plugin's keys
+    Case("dhcp-socket-relative", ("dhcp",), 7, in_ipam(daemonSocketPath="run/dhcp.sock")),
+    Case("dhcp-priority-negative", ("dhcp",), 7, in_ipam(priority=-1)),
+    Case("dhcp-request-not-a-list", ("dhcp",), 7, in_ipam(request="routers")),
+]
+
+PAIRS = [(case, plugin) for case in CASES for plugin in case.plugins]
+
+
+def test_catalogue_is_big_enough():
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case,plugin", PAIRS, ids=[f"{c.id}-{p}" for c, p in PAIRS])
+def test_bad_input(plugins, world, case, plugin):
+    conf = case.edit(base(plugin, world), world)
+    kw = dict(containerid="badctr", netns=world.ctr.path, ifname="eth0", in_netns=world.host.path)
+    kw.update(case.run)
+    command = kw.pop("command", "ADD")
+    if kw.get("cni_path") == "@noexec":
+        kw["cni_path"] = str(world.tmp / "noexec")
+    before = state(world.host, [world.ctr], world.data_dir)
+    out = plugins.run(plugin, command, conf, **kw)
+    no_traceback(out)
+    assert out.status == 1, out
+    assert out.json["code"] == case.code, out.out[:2000]
+    assert case.msg in out.json["msg"]
+    assert state(world.host, [world.ctr], world.data_dir) == before
+
+
+def test_base_configurations_are_valid(plugins, world):
+    """Without the bad input each call works (or, for dhcp, reaches the missing daemon)."""
+    from conftest import has_link_kind
+
+    for plugin in ALL:
+        conf = base(plugin, world)
+        kw = dict(containerid="goodctr", netns=world.ctr.path, in_netns=world.host.path)
+        out = plugins.run(plugin, "ADD", conf, **kw)
+        if plugin == "dhcp":
+            assert out.json["code"] == 11 and "not running" in out.json["msg"], out
+            continue
+        if plugin == "ipvlan" and not has_link_kind("ipvlan"):
+            assert out.json["code"] == 999, out  # made it past every check to the kernel
+            continue
+        out.ok()
+        plugins.run(plugin, "DEL", conf, **kw).ok()
