@@ -238,6 +238,10 @@ release() {
 }
 
 [ "$(id -u)" = 0 ] || { log "needs root (debootstrap, chroot)"; exit 1; }
+# One release build (or py39 run) at a time: they share the root's /build.
+mkdir -p "$ROOT/build"
+exec 9>"$ROOT/build/release.lock"
+flock 9
 case "${1:-}" in
     "") release ;;
     root) ensure_root ;;

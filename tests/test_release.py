@@ -407,7 +407,7 @@ def test_dhcp_units_are_installed_for_the_prefix_and_removed(release, tmp_path):
 # ---- where the installed plugins run ---------------------------------------------------------------
 
 
-def test_runs_with_a_noexec_tmp(release, tmp_path):
+def test_runs_with_a_noexec_or_read_only_tmp(release, tmp_path):
     # The prefix must live outside /tmp, which is mounted over below.
     outside = Path(tempfile.mkdtemp(prefix="test-release-", dir=ROOT / "build"))
     prefix = outside / "cni-bin"
@@ -419,7 +419,8 @@ def test_runs_with_a_noexec_tmp(release, tmp_path):
         for name in CNI_PLUGINS:
             p = run([prefix / name], plain_env(CNI_COMMAND="VERSION", TMPDIR=str(noexec)), b"{}")
             assert p.returncode == 0, (name, p.stderr)
-        script = (f"mount -t tmpfs -o noexec,size=8m tmpfs /tmp && {prefix}/host-local 2>&1 >/dev/null | head -n1 "
+        # /tmp neither executable nor writable, in a private mount namespace.
+        script = (f"mount -t tmpfs -o ro,noexec,size=8m tmpfs /tmp && {prefix}/host-local 2>&1 >/dev/null | head -n1 "
                   f"&& echo '{{}}' | CNI_COMMAND=VERSION {prefix}/bridge")
         p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True,
                            timeout=60)
