@@ -97,20 +97,29 @@ class Cache:
 
     def save(self, entry: Entry) -> None:
         path = self.path(entry.network, entry.container_id, entry.ifname)
-        os.makedirs(self.results, mode=0o700, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
+        name = os.path.basename(path)
+        tmp = f"{name}.tmp{os.getpid()}"
+        dir_fd = -1
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            os.makedirs(self.results, mode=0o700, exist_ok=True)
+            # Relative to the directory, which must not be a symlink planted to send the write elsewhere.
+            dir_fd = os.open(self.results, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dir_fd)
             with os.fdopen(fd, "wb") as f:
                 f.write(entry.to_bytes())
-            os.replace(tmp, path)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if dir_fd >= 0:
+                try:
+                    os.unlink(tmp, dir_fd=dir_fd)
+                except OSError:
+                    pass
             raise CNIError(IO_FAILURE, f'failed to set network "{entry.network}" cached result: {exc.strerror}',
                            path) from None
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
 
     def read(self, network: str, container_id: str, ifname: str) -> bytes | None:
         """The raw cache file, or None when there is none (or the names cannot have one)."""
