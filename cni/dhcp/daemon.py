@@ -220,7 +220,12 @@ class Daemon:
         if not any(p.match(path) for p in NETNS_PATTERNS):
             raise CNIError(INVALID_ENV, f"the dhcp daemon refuses netns path {given!r}",
                            "only /proc/<pid>/ns/*, /run/netns/* and /var/run/netns/* are entered")
-        return prefixed(prefix, path)
+        final = prefixed(prefix, path)
+        # A netns file under /run/netns is a bind mount; a symlink there could lead anywhere.
+        if not path.startswith("/proc/") and os.path.islink(final):
+            raise CNIError(INVALID_ENV, f"the dhcp daemon refuses netns path {given!r}",
+                           "a symlink under a netns directory is not a network namespace of a container")
+        return final
 
     @staticmethod
     def _text(params: dict, key: str) -> str:
