@@ -113,6 +113,39 @@ def wait_settled(ns: Netns, timeout: float = 10) -> None:
     time.sleep(0.2)
 
 
+_PING = r"""
+import os, socket, struct, sys, time
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF); s += s >> 16
+    return ~s & 0xFFFF
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+sock.settimeout(0.5)
+ident = os.getpid() & 0xFFFF
+for seq in range(6):
+    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"pycni-ping"
+    pkt = hdr[:2] + struct.pack("!H", csum(hdr)) + hdr[4:]
+    sock.sendto(pkt, (sys.argv[1], 0))
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        try:
+            data, src = sock.recvfrom(1500)
+        except socket.timeout:
+            break
+        ihl = (data[0] & 15) * 4
+        if src[0] == sys.argv[1] and data[ihl] == 0 and struct.unpack("!H", data[ihl + 4:ihl + 6])[0] == ident:
+            sys.exit(0)
+sys.exit(1)
+"""
+
+
+def pings(ns: Netns, address: str) -> bool:
+    """One ICMP echo answered (there is no ping binary on every test host): raw socket in `ns`."""
+    import sys
+
+    return ns.run(sys.executable, "-c", _PING, address, check=False).returncode == 0
+
+
 def env_without_frozen_traces() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("_PYI")}
 
