@@ -187,7 +187,7 @@ class Plugin:
         if cni_version == "":
             cni_version = versions.IMPLICIT
         if not isinstance(cni_version, str):
-            raise CNIError(DECODE_FAILURE, "error unmarshalling network config", "cniVersion must be a string")
+            raise CNIError(INVALID_NETWORK_CONFIG, "cniVersion must be a string", repr(cni_version)[:100])
         versions.require_supported(cni_version, self.supported)
         return data, config, cni_version
 

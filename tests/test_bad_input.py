@@ -130,7 +130,7 @@ CASES = [
     Case("json-deeply-nested", ALL, 6, raw(b'{"a":' * 200000)),
     # -- versions
     Case("version-unknown", ALL, 1, top(cniVersion="9.9.9")),
-    Case("version-not-a-string", ALL, 6, top(cniVersion=1.0)),
+    Case("version-not-a-string", ALL, 7, top(cniVersion=1.0)),
     # -- network names
     Case("name-missing", ALL, 7, top(name=DELETE)),
     Case("name-empty", ALL, 7, top(name="")),
