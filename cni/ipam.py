@@ -3,12 +3,13 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 
-from .errors import INVALID_NETWORK_CONFIG, CNIError
+from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 from .invoke import exec_plugin, find_plugin
 from .types import Result
 
 if TYPE_CHECKING:
     from .conf import NetConf
+    from .rollback import Rollback
     from .skel import Call
 
 
@@ -25,6 +26,15 @@ def add(conf: "NetConf", call: "Call") -> Result:
     out = _run(conf, call, "ADD")
     result = Result.from_json(out, default_version=conf.cni_version)
     result.cni_version = conf.cni_version
+    return result
+
+
+def lease(conf: "NetConf", call: "Call", undo: "Rollback") -> Result:
+    """ADD for a main plugin: addresses it must have, released again if its own ADD fails."""
+    result = add(conf, call)
+    undo.push(lambda: delete(conf, call), "release the IPAM reservation", stage="ipam")
+    if not result.ips:
+        raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
     return result
 
 

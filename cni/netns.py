@@ -12,7 +12,6 @@ while entered.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ALL_VERSIONS, BIN, GO_BIN, ROOT, needs_root
+from conftest import ALL_VERSIONS, GO_BIN, ROOT, needs_root
 from test_dhcp_env import GATEWAY, LAN_PREFIX, Daemon, Dnsmasq, Lan, conf, stop_pid, wait_for
 
 pytestmark = needs_root

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_root
-from reliability_env import container_links, host_state, host_veths, ip_files, nat_rules, no_traceback, state, uplink
+from reliability_env import host_veths, ip_files, nat_rules, no_traceback, state, uplink
 
 pytestmark = needs_root
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 
 import pytest
 
@@ -38,7 +37,7 @@ def test_iptables_setup_and_teardown(host_ns):
     rules = nat_rules(host_ns)
     assert f"-A POSTROUTING -s 10.22.0.5/32 -m comment --comment \"name: \\\"net1\\\" id: \\\"ctr1\\\"\" -j {chain}" in rules
     assert f"-A {chain} -d 10.22.0.0/16" in rules and f"-A {chain} ! -d 224.0.0.0/4" in rules
-    assert f"-A POSTROUTING -s fd22::5/128" in rules and f"-A {chain} ! -d ff00::/8" in rules
+    assert "-A POSTROUTING -s fd22::5/128" in rules and f"-A {chain} ! -d ff00::/8" in rules
     with netns.entered(host_ns.path):
         masq.teardown("net1", "ctr1")
         masq.teardown("net1", "ctr1")  # already gone: still fine

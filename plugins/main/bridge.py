@@ -140,10 +140,7 @@ def add(call: Call) -> Result:
                              as_interface(container_end, sandbox=call.netns)]
 
         if conf.layer3:
-            leased = ipam.add(conf, call)
-            undo.push(lambda: ipam.delete(conf, call), "release the IPAM reservation", stage="ipam")
-            if not leased.ips:
-                raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
+            leased = ipam.lease(conf, call, undo)
             take_ipam_result(result, leased, conf)
             set_container_sysctls(call.netns, call.ifname, conf.enable_dad)
             configure_interface(call.netns, call.ifname, result, CONTAINER_INDEX)

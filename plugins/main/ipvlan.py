@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cni import ipam
 from cni.conf import Fields, NetConf
-from cni.errors import INTERNAL, PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
+from cni.errors import PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
 from cni.link import (
     as_interface,
     check_interface_config,
@@ -89,10 +89,7 @@ def add(call: Call) -> Result:
             result = conf.prev_result.copy()
             result.cni_version = call.cni_version
         else:
-            result = ipam.add(conf, call)
-            undo.push(lambda: ipam.delete(conf, call), "release the addresses", stage="ipam")
-            if not result.ips:
-                raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
+            result = ipam.lease(conf, call, undo)
         for ip in result.ips:
             ip.interface = 0
         configure_interface(call.netns, call.ifname, result, 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cni import ipam
 from cni.conf import Fields, NetConf, parse_mac
-from cni.errors import INCOMPATIBLE_VERSION, INTERNAL, PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
+from cni.errors import INCOMPATIBLE_VERSION, PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
 from cni.link import (
     announce_address_changes,
     as_interface,
@@ -83,10 +83,7 @@ def add(call: Call) -> Result:
             set_link_up(call.netns, call.ifname)
             result = Result(cni_version=call.cni_version)
         else:
-            result = ipam.add(conf, call)
-            undo.push(lambda: ipam.delete(conf, call), "release the addresses", stage="ipam")
-            if not result.ips:
-                raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
+            result = ipam.lease(conf, call, undo)
             for ip in result.ips:
                 ip.interface = 0
             announce_address_changes(call.netns, call.ifname)

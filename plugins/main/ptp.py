@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from cni import ipam
 from cni.conf import Fields, NetConf
-from cni.errors import INTERNAL, CNIError, invalid_config
+from cni.errors import invalid_config
 from cni.link import (
     add_gateway_side,
     as_interface,
@@ -62,10 +62,7 @@ def add(call: Call) -> Result:
         host, container = setup_veth(call.netns, call.ifname, mtu=conf.mtu)
         undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the veth pair", stage="veth")
 
-        result = ipam.add(conf, call)
-        undo.push(lambda: ipam.delete(conf, call), "release the addresses", stage="ipam")
-        if not result.ips:
-            raise CNIError(INTERNAL, "IPAM plugin returned missing IP config")
+        result = ipam.lease(conf, call, undo)
         result.interfaces = [as_interface(host), as_interface(container, sandbox=call.netns)]
         for ip in result.ips:
             ip.interface = 1
