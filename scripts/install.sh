@@ -160,7 +160,11 @@ do_uninstall() {
         n=$(basename "$f")
         is_ours "$f" && wanted "$n" || continue
         act rm -f "$f"
-        say "removed $n"
+        if [ "$k3s" = 1 ] && k3s_ships "$n"; then
+            say "removed $n (k3s puts its own $n back when it starts)"
+        else
+            say "removed $n"
+        fi
     done
     [ "$units" = 1 ] && uninstall_units
     for f in "$prefix"/*; do
@@ -190,6 +194,11 @@ do_install() {
     done
 
     [ -d "$prefix" ] || act mkdir -p "$prefix"
+    # Temporary names left by an install that was killed midway (its PID is gone).
+    for t in "$prefix"/.*.pycni-new.*; do
+        [ -e "$t" ] || [ -L "$t" ] || continue
+        kill -0 "${t##*.}" 2>/dev/null || act rm -rf "$t"
+    done
 
     # 1. the runtime, complete, under its own name (a rename of a finished copy)
     if [ -f "$prefix/$rt/pycni" ]; then

@@ -234,6 +234,21 @@ def test_install_into_an_empty_prefix_and_run_from_there(release, tmp_path):
     assert tree(prefix) == before
 
 
+def test_temporary_names_of_a_killed_install_are_cleaned_up(release, tmp_path):
+    prefix = tmp_path / "cni-bin"
+    release.install("--prefix", str(prefix))
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a PID that no longer runs
+    stale_dir = prefix / f".{release.runtime}.pycni-new.{dead.pid}"
+    stale_dir.mkdir()
+    (stale_dir / "half-a-file").write_bytes(b"\0" * 100)
+    os.symlink("pycni", prefix / f".bridge.pycni-new.{dead.pid}")
+    live = prefix / f".ptp.pycni-new.{os.getpid()}"  # an install still running: not ours to remove
+    os.symlink("pycni", live)
+    release.install("--prefix", str(prefix))
+    assert [p.name for p in prefix.iterdir() if ".pycni-new." in p.name] == [live.name]
+
+
 def test_dry_run_writes_nothing(release, tmp_path):
     prefix = tmp_path / "cni-bin"
     p = release.install("--prefix", str(prefix), "--dry-run")
@@ -283,7 +298,8 @@ def test_k3s_names_are_left_to_k3s_unless_all(release, tmp_path):
     out = release.install("--k3s", env=env).stdout.decode()
     assert "bridge: up to date" in out and os.readlink(k3s / "bridge") == "pycni"
     # Uninstall removes ours only; k3s puts its own links back when it starts.
-    release.install("--k3s", "--uninstall", env=env)
+    out = release.install("--k3s", "--uninstall", env=env).stdout.decode()
+    assert "removed bridge (k3s puts its own bridge back when it starts)" in out
     assert sorted(p.name for p in k3s.iterdir()) == sorted(set(K3S_NAMES) - {"bridge", "host-local"})
 
 
