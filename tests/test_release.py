@@ -207,6 +207,15 @@ def test_no_elf_file_needs_a_glibc_newer_than_2_31(release):
     assert not too_new, f"symbol versions above glibc {GLIBC_FLOOR}: {too_new}"
 
 
+def test_setns_helper_is_built_and_ctypes_left_out(release):
+    """The release root has a compiler: setns comes from cni/_setns.c, so ctypes is not bundled."""
+    libs = list(release.bin.glob("pycni-*/pycni-lib"))
+    assert libs, "no runtime directory in the bundle"
+    lib = libs[0]
+    assert list((lib / "cni").glob("_setns*.so")), "cni/_setns was not built in the release root"
+    assert not (lib / "ctypes").exists() and not list(lib.rglob("_ctypes*"))
+
+
 def test_about_text_gives_version_and_commit(release):
     commit = dict(line.split(" ", 1) for line in (release.tree / "BUILD").read_text().splitlines())["commit"]
     for name in CNI_PLUGINS:
