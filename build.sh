@@ -163,6 +163,14 @@ case "${1:-}" in
         runtime_prerequisites
         ensure_venv
         freeze
+        # The demo network is the built-in mynet whatever /etc/cni/net.d holds (podman, for one,
+        # puts a network there that needs plugins this suite does not ship). NETCONFPATH=DIR
+        # runs the demo on the networks of DIR instead.
+        if [ -z "${NETCONFPATH:-}" ]; then
+            export NETCONFPATH=$BUILD/demo-net.d
+            rm -rf "$NETCONFPATH"
+            mkdir -p "$NETCONFPATH"
+        fi
         exec "$ROOT/scripts/priv-net-run.sh" ip addr
         ;;
     clean)

@@ -145,6 +145,18 @@ def test_del_runs_in_reverse_with_the_cached_result_from_0_4_0(fake, version):
     assert [c["command"] for c in fake.calls()] == ["DEL", "DEL"]
 
 
+def test_del_goes_on_past_a_failing_plugin_and_keeps_the_cache_entry(fake):
+    """A plugin whose DEL fails (or is missing) must not leak what the others hold."""
+    net = network("1.0.0", [{"type": "a"}, {"type": "missing"}, {"type": "b", "fail": {"DEL": [7, "no"]}}])
+    fake.runtime.add(network("1.0.0"), RT)
+    fake.calls()
+    with pytest.raises(CNIError) as err:
+        fake.runtime.delete(net, RT)
+    assert "no" in str(err.value)  # the first failure in DEL order (b) is the one reported
+    assert [(c["type"], c["command"]) for c in fake.calls()] == [("b", "DEL"), ("a", "DEL")]
+    assert Cache(str(fake.cache_dir)).load("net", "ctr1", "eth1") is not None
+
+
 def test_del_with_an_unreadable_cache_entry_still_tears_down(fake):
     cache = Cache(str(fake.cache_dir))
     cache.save(Entry(container_id="ctr1", network="net", ifname="eth1", result={"cniVersion": "1.0.0",

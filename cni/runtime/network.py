@@ -160,8 +160,17 @@ class Runtime:
             except CNIError:
                 # An unreadable entry must not block the teardown it exists for.
                 self.cache.remove(net.name, rt.container_id, rt.ifname)
+        # Unlike libcni, a failing plugin does not stop the others: each still frees
+        # what it holds (a missing portmap must not leak the bridge's reservation).
+        # The first failure is reported, and the cache entry stays for a retry.
+        first: CNIError | None = None
         for plugin in reversed(net.plugins):
-            self._exec("DEL", net, plugin, rt, cached)
+            try:
+                self._exec("DEL", net, plugin, rt, cached)
+            except CNIError as err:
+                first = first or err
+        if first is not None:
+            raise first
         self.cache.remove(net.name, rt.container_id, rt.ifname)
 
     def gc(self, net: NetworkList, valid: list[tuple[str, str]] | None = None) -> None:
