@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -177,13 +178,18 @@ def test_runs_with_a_noexec_tmp(frozen_bin, tmp_path):
         for name in names:
             p = run(frozen_bin / name, env, b"{}")
             assert p.returncode == 0 and json.loads(p.stdout)["supportedVersions"], (name, p.stderr)
-        if not str(ROOT).startswith("/tmp/"):
-            # /tmp itself noexec, in a private mount namespace.
+        # /tmp itself noexec, in a private mount namespace; bin/ is copied outside /tmp first,
+        # since the checkout may live there.
+        outside = Path(tempfile.mkdtemp(prefix="pycni-test-frozen-", dir="/var/tmp"))
+        try:
+            subprocess.run(["cp", "-a", str(frozen_bin), str(outside / "bin")], check=True)
             script = (f"mount -t tmpfs -o noexec,size=8m tmpfs /tmp && "
-                      f"CNI_COMMAND=VERSION {frozen_bin / names[0]} </dev/null")
+                      f"CNI_COMMAND=VERSION {outside / 'bin' / names[0]} </dev/null")
             p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                                capture_output=True, timeout=60)
             assert p.returncode == 0 and json.loads(p.stdout)["supportedVersions"], p.stderr
+        finally:
+            shutil.rmtree(outside, ignore_errors=True)
         assert list(noexec.iterdir()) == [probe], "the frozen executable wrote to TMPDIR"
     finally:
         subprocess.run(["umount", str(noexec)], check=False)

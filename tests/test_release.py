@@ -433,8 +433,9 @@ def test_dhcp_units_are_installed_for_the_prefix_and_removed(release, tmp_path):
 
 
 def test_runs_with_a_noexec_or_read_only_tmp(release, tmp_path):
-    # The prefix must live outside /tmp, which is mounted over below.
-    outside = Path(tempfile.mkdtemp(prefix="test-release-", dir=ROOT / "build"))
+    # The prefix must live outside /tmp, which is mounted over below; so may the checkout
+    # itself (CI clones wherever it likes), hence /var/tmp rather than build/.
+    outside = Path(tempfile.mkdtemp(prefix="pycni-test-release-", dir="/var/tmp"))
     prefix = outside / "cni-bin"
     release.install("--prefix", str(prefix))
     noexec = tmp_path / "noexec"
