@@ -166,7 +166,7 @@ def test_archive_holds_bin_as_it_must_land_and_the_documents(release):
 
 def test_runtime_directory_name_is_a_digest_of_its_contents(release):
     runtime = release.bin / release.runtime
-    listing = subprocess.run(f"find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum", shell=True,
+    listing = subprocess.run("find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum", shell=True,
                              cwd=runtime, capture_output=True, text=True, check=True).stdout
     assert release.runtime.endswith("-" + listing[:12])
 
