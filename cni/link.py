@@ -13,6 +13,7 @@ from . import sysctl
 from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 from .netlink import Link, Netlink, NetlinkError
 from .netns import NetnsNotFound, NotANetns, entered, open_netns
+from .rollback import checkpoint
 from .types import Interface, IPInterface, Result
 
 RT_SCOPE_UNIVERSE = 0
@@ -83,7 +84,9 @@ def configure_interface(netns: str, ifname: str, result: Result, index: int) -> 
     """Put the result's addresses (those for interface `index`) and routes on `ifname`.
 
     A route without a gateway goes via the first gateway of its family among
-    the addresses; the link is brought up before routes are added.
+    the addresses; the link is brought up before routes are added. Returns once
+    IPv6 duplicate address detection is over, as the reference does: until then
+    the container cannot use its addresses, not even as a route's source.
     """
     mine = [ip for ip in result.ips if ip.interface == index]
     with entered(netns):
@@ -112,6 +115,9 @@ def configure_interface(netns: str, ifname: str, result: Result, index: int) -> 
                     if exc.errno == errno.EEXIST:
                         continue  # the kernel added it with the address, or IPAM listed it twice
                     raise CNIError(INTERNAL, f'failed to add route {route.dst} via {gw} on "{ifname}": {exc}') from None
+    if any(ip.family == 6 for ip in mine):
+        wait_ipv6_settled(netns, ifname)
+    checkpoint("addresses")
 
 
 def delete_link_if_present(netns: str, ifname: str) -> list[IPInterface]:

@@ -115,9 +115,9 @@ def _vlan_trunk(f: Fields) -> list:
 
 def add(call: Call) -> Result:
     from cni import ipam
-    from cni.link import as_interface, configure_interface, set_link_up, setup_veth, wait_ipv6_settled
+    from cni.link import as_interface, configure_interface, set_link_up, setup_veth
     from cni.netlink import Netlink
-    from cni.rollback import Rollback, checkpoint
+    from cni.rollback import Rollback
 
     conf = BridgeConf.load(call)
     if not conf.layer3 and call.cni_version in ("0.1.0", "0.2.0"):
@@ -144,9 +144,6 @@ def add(call: Call) -> Result:
             take_ipam_result(result, leased, conf)
             set_container_sysctls(call.netns, call.ifname, conf.enable_dad)
             configure_interface(call.netns, call.ifname, result, CONTAINER_INDEX)
-            checkpoint("addresses")
-            if any(ip.family == 6 for ip in result.ips):
-                wait_ipv6_settled(call.netns, call.ifname)
         elif not conf.disable_container_interface:
             set_link_up(call.netns, call.ifname)
 

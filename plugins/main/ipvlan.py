@@ -23,9 +23,8 @@ from cni.link import (
     create_ipvlan,
     delete_link_if_present,
     find_master,
-    wait_ipv6_settled,
 )
-from cni.rollback import Rollback, checkpoint
+from cni.rollback import Rollback
 from cni.skel import Call, plugin
 from cni.types import Result
 
@@ -93,9 +92,6 @@ def add(call: Call) -> Result:
         for ip in result.ips:
             ip.interface = 0
         configure_interface(call.netns, call.ifname, result, 0)
-        checkpoint("addresses")
-        if any(ip.family == 6 for ip in result.ips):
-            wait_ipv6_settled(call.netns, call.ifname)
 
     result.interfaces = [as_interface(link, sandbox=call.netns)]
     result.dns = conf.dns

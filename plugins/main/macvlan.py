@@ -24,9 +24,8 @@ from cni.link import (
     delete_link_if_present,
     find_master,
     set_link_up,
-    wait_ipv6_settled,
 )
-from cni.rollback import Rollback, checkpoint
+from cni.rollback import Rollback
 from cni.skel import Call, plugin
 from cni.types import LEGACY, Result
 
@@ -88,9 +87,6 @@ def add(call: Call) -> Result:
                 ip.interface = 0
             announce_address_changes(call.netns, call.ifname)
             configure_interface(call.netns, call.ifname, result, 0)
-            checkpoint("addresses")
-            if any(ip.family == 6 for ip in result.ips):
-                wait_ipv6_settled(call.netns, call.ifname)
 
     result.interfaces = [as_interface(link, sandbox=call.netns)]
     result.dns = conf.dns

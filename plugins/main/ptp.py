@@ -26,7 +26,6 @@ from cni.link import (
     enable_forwarding,
     route_subnets_via_gateway,
     setup_veth,
-    wait_ipv6_settled,
 )
 from cni.rollback import Rollback, checkpoint
 from cni.skel import Call, plugin
@@ -69,11 +68,8 @@ def add(call: Call) -> Result:
 
         enable_forwarding({ip.family for ip in result.ips})
         add_gateway_side(host.name, result.ips)  # also brings the host end up: the container end needs carrier
-        configure_interface(call.netns, call.ifname, result, 1)
-        if any(ip.family == 6 for ip in result.ips):
-            wait_ipv6_settled(call.netns, call.ifname)  # the routes below use the addresses as source
-        route_subnets_via_gateway(call.netns, call.ifname, result.ips)
-        checkpoint("addresses")
+        configure_interface(call.netns, call.ifname, result, 1)  # returns after IPv6 DAD: the routes
+        route_subnets_via_gateway(call.netns, call.ifname, result.ips)  # below use the addresses as source
 
         if conf.ip_masq:
             undo.push(lambda: masq.teardown(conf.name, call.container_id), "remove masquerading")
