@@ -20,7 +20,7 @@ _NAME_CHARS = _ALNUM | frozenset("_.-")
 
 
 def is_valid_name(text: object) -> bool:
-    """`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`, the shape of network names and container IDs.
+    r"""`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`, the shape of network names and container IDs.
 
     Checked without the re module: compiling patterns at import costs every exec.
     """
