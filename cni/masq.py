@@ -16,9 +16,8 @@ ADD and DEL at one or two process starts.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 
 if TYPE_CHECKING:
@@ -37,8 +36,20 @@ NFT_CHAIN = "postrouting"
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
 
+def _hex(algorithm: str, text: str) -> str:
+    import hashlib  # loads OpenSSL: only when rules are touched, not when a config is read
+
+    return hashlib.new(algorithm, text.encode()).hexdigest()
+
+
+def _which(tool: str) -> str | None:
+    import shutil  # several ms of imports: only when rules are touched
+
+    return shutil.which(tool)
+
+
 def chain_name(network: str, container_id: str) -> str:
-    digest = hashlib.sha512((network + container_id).encode()).hexdigest()
+    digest = _hex("sha512", network + container_id)
     return CHAIN_PREFIX + digest[: MAX_CHAIN_LENGTH - len(CHAIN_PREFIX)]
 
 
@@ -48,18 +59,23 @@ def rule_comment(network: str, container_id: str) -> str:
 
 def nft_comment(network: str, container_id: str) -> str:
     """Comments are limited to 128 bytes: hashes identify network and container."""
-    net = hashlib.sha256(network.encode()).hexdigest()[:12]
-    ctr = hashlib.sha256((network + "\0" + container_id).encode()).hexdigest()[:24]
+    net = _hex("sha256", network)[:12]
+    ctr = _hex("sha256", network + "\0" + container_id)[:24]
     return f"cni {net} {ctr}"
+
+
+def validate_backend(requested: str) -> str:
+    """An `ipMasqBackend` value: empty (choose at setup), iptables or nftables; else code 7."""
+    if requested and requested not in BACKENDS:
+        raise CNIError(INVALID_NETWORK_CONFIG, f'invalid ipMasqBackend "{requested}": want iptables or nftables')
+    return requested
 
 
 def choose_backend(requested: str) -> str:
     """iptables unless asked otherwise, or unless only nft is installed."""
-    if requested:
-        if requested not in BACKENDS:
-            raise CNIError(INVALID_NETWORK_CONFIG, f'invalid ipMasqBackend "{requested}": want iptables or nftables')
+    if validate_backend(requested):
         return requested
-    if shutil.which("iptables-restore") is None and shutil.which("nft") is not None:
+    if _which("iptables-restore") is None and _which("nft") is not None:
         return NFTABLES
     return IPTABLES
 
@@ -99,7 +115,7 @@ def _ipt_setup(network: str, container_id: str, ips: list[IPInterface]) -> None:
 
 
 def _ipt_rules(family: int) -> list[str]:
-    if shutil.which(_ipt(family, "save")) is None:
+    if _which(_ipt(family, "save")) is None:
         return []
     return _run([_ipt(family, "save"), "-t", "nat"]).splitlines()
 
@@ -158,7 +174,7 @@ def _nft_setup(network: str, container_id: str, ips: list[IPInterface]) -> None:
 
 
 def _nft_rules() -> list[dict]:
-    if shutil.which("nft") is None:
+    if _which("nft") is None:
         return []
     try:
         out = _run(["nft", "-j", "list", "chain", "inet", NFT_TABLE, NFT_CHAIN])
@@ -204,15 +220,15 @@ def teardown(network: str, container_id: str) -> None:
     Both backends are cleaned: a configuration whose backend changed between ADD
     and DEL must not leak the rules of the first.
     """
-    if shutil.which("iptables-save") or shutil.which("ip6tables-save"):
+    if _which("iptables-save") or _which("ip6tables-save"):
         _ipt_teardown(network, container_id)
-    if shutil.which("nft"):
+    if _which("nft"):
         _nft_teardown(network, container_id)
 
 
 def gc(network: str, keep_container_ids: set[str]) -> None:
     """Remove the masquerade rules of `network` for containers not in `keep_container_ids`."""
-    if shutil.which("iptables-save"):
+    if _which("iptables-save"):
         _ipt_gc(network, keep_container_ids)
-    if shutil.which("nft"):
+    if _which("nft"):
         _nft_gc(network, keep_container_ids)

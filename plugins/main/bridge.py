@@ -15,7 +15,6 @@ from cni.skel import Call, plugin
 from cni.types import Interface, IPConfig, Result, Route
 
 DEFAULT_BRIDGE = "cni0"
-MASQ_BACKENDS = ("iptables", "nftables")
 PORT_UP_TIMEOUT = 5.0
 # Interfaces of the result, by position: ips[].interface points at the container end.
 BRIDGE_INDEX, HOST_INDEX, CONTAINER_INDEX = 0, 1, 2
@@ -70,8 +69,9 @@ class BridgeConf(NetConf):
         conf.mac = conf.requested_mac(call.cni_args(("MAC",)).get("MAC", ""))
         if len(conf.bridge.encode()) > 15 or any(c in "/: " for c in conf.bridge):
             raise invalid_config(f'invalid bridge name "{conf.bridge}"')
-        if conf.ip_masq_backend and conf.ip_masq_backend not in MASQ_BACKENDS:
-            raise invalid_config(f'invalid ipMasqBackend "{conf.ip_masq_backend}": want iptables or nftables')
+        from cni import masq  # cheap to import: its tools and hashes load only when rules are touched
+
+        masq.validate_backend(conf.ip_masq_backend)
         if conf.hairpin_mode and conf.promisc_mode:
             raise invalid_config("cannot set hairpinMode and promiscMode at the same time")
         if conf.vlan and conf.vlan_trunk:
