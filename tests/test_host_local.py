@@ -6,10 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import ALL_VERSIONS
+from conftest import ALL_VERSIONS, GO_VERSIONS
 
 LEGACY = ("0.1.0", "0.2.0")
-GO_VERSIONS = ALL_VERSIONS[:-1]  # Debian's Go host-local 1.1.1 stops at 1.0.0
 
 
 def run(plugin_set, command: str, conf, **kw):

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conftest import ALL_VERSIONS, GO_BIN, ROOT, has_link_kind, is_root
+from conftest import ALL_VERSIONS, GO_VERSIONS, has_link_kind, is_root
 
 pytestmark = [
     pytest.mark.needs_kernel_links,
@@ -22,15 +22,6 @@ pytestmark = [
 MASTER = "ipv0"
 NAME = "ipvnet"
 V4_SUBNET, V6_SUBNET = "10.55.0.0/24", "fd55::/64"
-GO_VERSIONS = tuple(v for v in ALL_VERSIONS if v != "1.1.0")  # Debian's Go plugins stop at 1.0.0
-OUR_HOST_LOCAL = (ROOT / "plugins" / "ipam" / "host_local.py").exists()
-# Until our host-local lands, Go's serves as IPAM, and it does not speak 1.1.0.
-IPAM_VERSIONS = ALL_VERSIONS if OUR_HOST_LOCAL else GO_VERSIONS
-
-
-def ipam_dir(plugins) -> str:
-    """CNI_PATH for IPAM: our host-local once it has landed, Go's until then."""
-    return str(plugins.directory) if plugins.kind != "go" and OUR_HOST_LOCAL else str(GO_BIN)
 
 
 def make_conf(version: str, data_dir, *, dual: bool = True, **extra) -> dict:
@@ -55,7 +46,7 @@ def lan(host_ns):
 
 
 def run(plugins, command, conf, ctr, host_ns, **kw):
-    kw.setdefault("cni_path", ipam_dir(plugins))
+    kw.setdefault("cni_path", str(plugins.directory))
     netns = ctr.path if ctr else "/run/netns/pycni-gone"
     return plugins.run("ipvlan", command, conf, netns=netns, in_netns=host_ns.path, timeout=300, **kw)
 
@@ -85,7 +76,7 @@ def assert_nothing_left(ctr, host_ns, data_dir, host_links_before):
 
 
 def test_add_check_del_every_version(plugins, lan, make_netns, data_dir):
-    for version in IPAM_VERSIONS:
+    for version in ALL_VERSIONS:
         ctr = make_netns("pycni-ctr")
         conf = make_conf(version, data_dir / version)
         out = run(plugins, "ADD", conf, ctr, lan).ok().json

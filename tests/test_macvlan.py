@@ -7,24 +7,13 @@ import time
 
 import pytest
 
-from conftest import ALL_VERSIONS, GO_BIN, ROOT, needs_root
+from conftest import ALL_VERSIONS, GO_VERSIONS, needs_root
 
 pytestmark = needs_root
 
 MASTER = "mv0"
 NAME = "mvnet"
 V4_SUBNET, V6_SUBNET = "10.88.0.0/24", "fd88::/64"
-GO_VERSIONS = tuple(v for v in ALL_VERSIONS if v != "1.1.0")  # Debian's Go plugins stop at 1.0.0
-OUR_HOST_LOCAL = (ROOT / "plugins" / "ipam" / "host_local.py").exists()
-# Until our host-local lands, Go's serves as IPAM, and it does not speak 1.1.0.
-IPAM_VERSIONS = ALL_VERSIONS if OUR_HOST_LOCAL else GO_VERSIONS
-
-
-def ipam_dir(plugins) -> str:
-    """CNI_PATH for IPAM: our host-local once it has landed, Go's until then."""
-    if plugins.kind != "go" and OUR_HOST_LOCAL:
-        return str(plugins.directory)
-    return str(GO_BIN)
 
 
 def make_conf(version: str, data_dir, *, dual: bool = True, **extra) -> dict:
@@ -49,7 +38,7 @@ def lan(host_ns):
 
 
 def run(plugins, command, conf, ctr, host_ns, **kw):
-    kw.setdefault("cni_path", ipam_dir(plugins))
+    kw.setdefault("cni_path", str(plugins.directory))
     return plugins.run("macvlan", command, conf, netns=ctr.path if ctr else "/run/netns/pycni-gone", in_netns=host_ns.path, **kw)
 
 
@@ -77,7 +66,7 @@ def assert_nothing_left(ctr, host_ns, data_dir, host_links_before):
 
 
 def test_add_check_del_every_version(plugins, lan, make_netns, data_dir):
-    for version in IPAM_VERSIONS:
+    for version in ALL_VERSIONS:
         ctr = make_netns("pycni-ctr")
         conf = make_conf(version, data_dir / version)  # host-local hands out round-robin: one store each
         out = run(plugins, "ADD", conf, ctr, lan).ok().json

@@ -7,21 +7,12 @@ import shutil
 
 import pytest
 
-from conftest import ALL_VERSIONS, GO_BIN, ROOT, needs_root
+from conftest import ALL_VERSIONS, GO_VERSIONS, needs_root
 
 pytestmark = needs_root
 
 NAME = "ptpnet"
 V4_SUBNET, V6_SUBNET = "10.66.0.0/24", "fd66::/64"
-GO_VERSIONS = tuple(v for v in ALL_VERSIONS if v != "1.1.0")  # Debian's Go plugins stop at 1.0.0
-OUR_HOST_LOCAL = (ROOT / "plugins" / "ipam" / "host_local.py").exists()
-# Until our host-local lands, Go's serves as IPAM, and it does not speak 1.1.0.
-IPAM_VERSIONS = ALL_VERSIONS if OUR_HOST_LOCAL else GO_VERSIONS
-
-
-def ipam_dir(plugins) -> str:
-    """CNI_PATH for IPAM: our host-local once it has landed, Go's until then."""
-    return str(plugins.directory) if plugins.kind != "go" and OUR_HOST_LOCAL else str(GO_BIN)
 
 
 def make_conf(version: str, data_dir, *, dual: bool = True, **extra) -> dict:
@@ -35,7 +26,7 @@ def make_conf(version: str, data_dir, *, dual: bool = True, **extra) -> dict:
 
 
 def run(plugins, command, conf, ctr, host_ns, **kw):
-    kw.setdefault("cni_path", ipam_dir(plugins))
+    kw.setdefault("cni_path", str(plugins.directory))
     netns = ctr.path if ctr else "/run/netns/pycni-gone"
     return plugins.run("ptp", command, conf, netns=netns, in_netns=host_ns.path, **kw)
 
@@ -76,7 +67,7 @@ def assert_nothing_left(ctr, host_ns, data_dir):
 
 
 def test_add_check_del_every_version(plugins, host_ns, make_netns, data_dir):
-    for version in IPAM_VERSIONS:
+    for version in ALL_VERSIONS:
         ctr = make_netns("pycni-ctr")
         conf = make_conf(version, data_dir / version)
         out = run(plugins, "ADD", conf, ctr, host_ns).ok().json
