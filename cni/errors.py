@@ -32,9 +32,9 @@ class CNIError(Exception):
         return {"cniVersion": cni_version, "code": self.code, "msg": self.msg, "details": self.details}
 
     def to_json(self, cni_version: str) -> str:
-        import json
+        from . import jsontext
 
-        return json.dumps(self.to_dict(cni_version), indent=4)
+        return jsontext.dumps(self.to_dict(cni_version), indent=4)
 
     @classmethod
     def from_dict(cls, data: dict) -> "CNIError":

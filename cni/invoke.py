@@ -5,7 +5,6 @@ Shared by IPAM delegation and the runtime side (`cni.runtime`, cnitool).
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
@@ -13,6 +12,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 
 if TYPE_CHECKING:
     from typing import Mapping
 
+from . import jsontext
 from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 
 # What the frozen (PyInstaller) runtime adds to our environment; a child must not
@@ -121,7 +121,7 @@ def exec_plugin(path: str, environ: Mapping[str, str], stdin: bytes) -> bytes:
     if status == 0:
         return out
     try:
-        data = json.loads(out)
+        data = jsontext.loads(out)
     except ValueError:
         data = None
     if isinstance(data, dict) and "code" in data:

@@ -16,13 +16,13 @@ ADD and DEL at one or two process starts.
 """
 from __future__ import annotations
 
-import json
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
+from . import jsontext
 from .errors import INVALID_NETWORK_CONFIG, CNIError
 from .invoke import run_tool
 from .types import IPInterface
@@ -180,7 +180,7 @@ def _nft_rules() -> list[dict]:
         out = _run(["nft", "-j", "list", "chain", "inet", NFT_TABLE, NFT_CHAIN])
     except CNIError:
         return []  # no table or chain: nothing of ours exists
-    return [item["rule"] for item in json.loads(out).get("nftables", []) if "rule" in item]
+    return [item["rule"] for item in jsontext.loads(out).get("nftables", []) if "rule" in item]
 
 
 def _nft_delete(handles: list[int]) -> None:

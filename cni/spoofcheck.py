@@ -8,9 +8,9 @@ Each rule carries the comment `macspoofchk-<containerID>-<ifname>`.
 """
 from __future__ import annotations
 
-import json
 import shutil
 
+from . import jsontext
 from .errors import CNIError
 from .invoke import run_tool
 
@@ -53,7 +53,7 @@ def _table() -> tuple[set, list]:
         out = run_tool(["nft", "-j", "list", "table", *TABLE.split()], "", "macspoofchk")
     except CNIError:
         return set(), []
-    items = json.loads(out).get("nftables", [])
+    items = jsontext.loads(out).get("nftables", [])
     return {i["chain"]["name"] for i in items if "chain" in i}, [i["rule"] for i in items if "rule" in i]
 
 

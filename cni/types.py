@@ -7,9 +7,9 @@ output) of any version are up-converted to the same shape.
 from __future__ import annotations
 
 import ipaddress
-import json
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 
+from . import jsontext
 from . import version as versions
 from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, CNIError
 from .record import Record
@@ -314,7 +314,7 @@ class Result(Record):
         return out
 
     def to_json(self, version: str | None = None) -> str:
-        return json.dumps(self.to_dict(version), indent=4)
+        return jsontext.dumps(self.to_dict(version), indent=4)
 
     # ---- parsing --------------------------------------------------------------
 
@@ -374,6 +374,6 @@ class Result(Record):
     def from_json(cls, text: str | bytes, default_version: str = versions.IMPLICIT) -> "Result":
         """Parse a delegate's printed result; a malformed one is a decoding failure."""
         try:
-            return cls.from_dict(json.loads(text), default_version)
+            return cls.from_dict(jsontext.loads(text), default_version)
         except (ValueError, TypeError) as exc:
             raise CNIError(DECODE_FAILURE, "failed to parse result", str(exc)) from None

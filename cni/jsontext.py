@@ -1,0 +1,162 @@
+"""JSON for the exec'd plugins: the stdlib's behaviour without its import cost.
+
+Importing `json` pulls in `re`, which pulls in `enum`: about 5 ms of every plugin
+call, spent compiling regular expressions the C scanner never uses. This module
+drives the same C accelerator (`_json`) directly, so a plugin parses its config
+and prints its result with neither `re` nor `enum` loaded.
+
+Compatibility is by construction rather than by imitation:
+- `loads` accepts what `json.loads` accepts and returns the same values; on any
+  malformed input it hands the text to `json.loads`, so errors (types, messages,
+  positions) are the stdlib's own. Only that error path imports `json`.
+- `dumps` produces byte-for-byte what `json.dumps` produces for JSON values
+  (dict with string keys, list, tuple, str, int, float, bool, None), with
+  `indent` and the default separators, or compact `(",", ":")` when `compact`.
+"""
+from __future__ import annotations
+
+import _json
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see cni/types.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+_WHITESPACE = " \t\n\r"
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class _ScannerContext:
+    """The attributes `_json.make_scanner` reads from a JSONDecoder: plain dicts, Python numbers."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+def loads(data: str | bytes | bytearray) -> Any:
+    """Parse one JSON document, as `json.loads(data)` does."""
+    if isinstance(data, (bytes, bytearray)):
+        # json.loads guesses UTF-16/32 from NUL bytes and skips a UTF-8 BOM; that
+        # rare input goes to it unchanged. Everything else is UTF-8.
+        if b"\x00" in data[:4] or data.startswith(_UTF8_BOM):
+            return _stdlib_loads(data)
+        try:
+            text = data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return _stdlib_loads(data)
+    elif isinstance(data, str):
+        text = data
+    else:
+        return _stdlib_loads(data)  # its TypeError
+    body = text.strip(_WHITESPACE)
+    try:
+        value, end = _json.make_scanner(_ScannerContext)(body, 0)
+    except (StopIteration, ValueError):
+        return _stdlib_loads(data)
+    if end != len(body):
+        return _stdlib_loads(data)  # "Extra data"
+    return value
+
+
+def _stdlib_loads(data: Any) -> Any:
+    import json
+
+    return json.loads(data)
+
+
+def dumps(value: Any, indent: int | None = None, compact: bool = False) -> str:
+    """Serialize `value` as `json.dumps(value, indent=indent)` does (ASCII-only output).
+
+    `compact` drops the spaces after ',' and ':', as separators=(",", ":") does.
+    """
+    key_sep = ":" if compact else ": "
+    item_sep = "," if compact or indent is not None else ", "
+    chunks: list[str] = []
+    _encode(value, chunks, None if indent is None else " " * indent, 0, item_sep, key_sep)
+    return "".join(chunks)
+
+
+_quote = _json.encode_basestring_ascii
+
+
+def _encode(value: Any, out: list[str], indent: str | None, level: int, item_sep: str, key_sep: str) -> None:
+    if isinstance(value, str):
+        out.append(_quote(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(_float(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        newline, separator, closing = _layout(indent, level, item_sep)
+        out.append("{" + newline)
+        first = True
+        for key, item in value.items():
+            if not first:
+                out.append(separator)
+            first = False
+            out.append(_quote(_key(key)))
+            out.append(key_sep)
+            _encode(item, out, indent, level + 1, item_sep, key_sep)
+        out.append(closing + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        newline, separator, closing = _layout(indent, level, item_sep)
+        out.append("[" + newline)
+        first = True
+        for item in value:
+            if not first:
+                out.append(separator)
+            first = False
+            _encode(item, out, indent, level + 1, item_sep, key_sep)
+        out.append(closing + "]")
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _layout(indent: str | None, level: int, item_sep: str) -> tuple[str, str, str]:
+    """(after the opening bracket, between items, before the closing bracket)."""
+    if indent is None:
+        return "", item_sep, ""
+    inner = "\n" + indent * (level + 1)
+    return inner, item_sep + inner, "\n" + indent * level
+
+
+def _float(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value == float("inf"):
+        return "Infinity"
+    if value == float("-inf"):
+        return "-Infinity"
+    return float.__repr__(value)
+
+
+def _key(key: Any) -> str:
+    # json.dumps turns scalar keys into strings the same way.
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return _float(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
