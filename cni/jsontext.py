@@ -54,7 +54,9 @@ def loads(data: str | bytes | bytearray) -> Any:
     body = text.strip(_WHITESPACE)
     try:
         value, end = _json.make_scanner(_ScannerContext)(body, 0)
-    except (StopIteration, ValueError):
+    except (StopIteration, ValueError, SystemError):
+        # SystemError: CPython 3.10+'s scanner reports a syntax error through
+        # json.decoder.JSONDecodeError only when json.decoder is already loaded.
         return _stdlib_loads(data)
     if end != len(body):
         return _stdlib_loads(data)  # "Extra data"

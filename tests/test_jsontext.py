@@ -73,6 +73,25 @@ def test_edge_cases_match_json_loads(data):
     assert repr(ours) == repr(theirs)
 
 
+def test_errors_before_json_is_loaded():
+    """The first malformed input of a process still gives json's own error (json not imported yet)."""
+    code = ("import sys, cni.jsontext as j\n"
+            "for bad in ('{\"a\": ', '[1,', '{\"a\" 1}', b'{\"a\": tru}', '\"abc'):\n"
+            "    try:\n"
+            "        j.loads(bad)\n"
+            "    except ValueError as exc:\n"
+            "        print(type(exc).__name__, exc)\n")
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "JSONDecodeError Expecting value: line 1 column 7 (char 6)",
+        "JSONDecodeError Expecting value: line 1 column 4 (char 3)",
+        "JSONDecodeError Expecting ':' delimiter: line 1 column 6 (char 5)",
+        "JSONDecodeError Expecting value: line 1 column 7 (char 6)",
+        "JSONDecodeError Unterminated string starting at: line 1 column 1 (char 0)",
+    ]
+
+
 def test_dumps_edge_cases():
     for value in ([float("nan"), float("inf"), -float("inf"), -0.0, 1e100], {1: 2, None: 3, 2.5: 4, True: 5},
                   ("tuple", ["nested", {}]), "\u2028\x00\"\\\u00e9\U0001F600"):
