@@ -88,7 +88,6 @@ def allocate(conf: HostLocalConf, store: Store, container_id: str, ifname: str) 
         for _, ip in chosen:
             store.release(ip)
         raise
-    store.sync()
     configs = []
     for index, ip in chosen:
         rng = conf.range_sets[index].find(ip)

@@ -136,14 +136,15 @@ class Store:
 
     # ---- writing -------------------------------------------------------------------
 
-    def _write_temp(self, content: bytes) -> str:
+    def _write_temp(self, content: bytes, durable: bool) -> str:
         name = TMP_PREFIX + os.urandom(8).hex()
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=self.dir_fd)
         try:
             try:
                 os.write(fd, content)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError:
@@ -154,7 +155,9 @@ class Store:
     def reserve(self, ip: IPAddress, container_id: str, ifname: str) -> bool:
         """Create the lease file; False when the address is already taken."""
         try:
-            tmp = self._write_temp(f"{container_id}{LINE_BREAK}{ifname}".encode())
+            # Synced before it is linked: after a crash, a lease is either absent (the
+            # address is free) or names its owner, never an empty file no DEL matches.
+            tmp = self._write_temp(f"{container_id}{LINE_BREAK}{ifname}".encode(), durable=True)
             try:
                 os.link(tmp, str(ip), src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd, follow_symlinks=False)
             except FileExistsError:
@@ -167,7 +170,8 @@ class Store:
 
     def set_last_reserved(self, index: int, ip: IPAddress) -> None:
         try:
-            tmp = self._write_temp(str(ip).encode())
+            # Not synced: it only says where the round-robin resumes (1 to 5 ms an ADD here).
+            tmp = self._write_temp(str(ip).encode(), durable=False)
             try:
                 os.replace(tmp, f"{LAST_RESERVED}{index}", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
             except OSError:
@@ -186,12 +190,6 @@ class Store:
             pass
         except OSError as exc:
             raise self._io_error(f"cannot release {name} in", exc) from None
-
-    def sync(self) -> None:
-        try:
-            os.fsync(self.dir_fd)
-        except OSError:
-            pass
 
     def release_owner(self, container_id: str, ifname: str) -> list[IPAddress]:
         """Free the addresses of one attachment, and legacy leases of the container."""

@@ -25,7 +25,6 @@ def delete(call: Call) -> None:
         return
     with store:
         store.release_owner(call.container_id, call.ifname)
-        store.sync()
 
 
 def check(call: Call) -> None:
@@ -52,7 +51,6 @@ def gc(call: Call) -> None:
                 store.release(ip)
         for name in list(store.stale_temps()):  # left by a writer killed mid-write; all writers hold the lock
             store.remove_temp(name)
-        store.sync()
 
 
 def status(call: Call) -> None:
