@@ -12,6 +12,12 @@ CHECK gets ADD's result as prevResult, as a runtime passes it.
 Budgets (BUDGETS below; medians of the same run): ADD <= 3x Go, DEL <= 2x Go,
 VERSION <= 5x Go, peak RSS <= 40 MiB per exec. Each row prints PASS or OVER per budget
 that applies to it, and a summary line counts them; --strict exits 1 when any is OVER.
+host-local called alone is the exception for ADD and DEL (its rows say "start-up"): Go's
+host-local is a 2 ms process that does little but start, and a bare CPython start
+alone (`python3 -S -c pass`) is over 3x that, so the ratio measures interpreter start-up. The
+project's decision (issue 2): make it as small as the design allows and record it; the
+ADD/DEL budgets apply from the main plugins on, which is also how a runtime meets our
+host-local (served inside bridge, ptp or macvlan, measured in their rows).
 
 Peak RSS comes from GNU time (`/usr/bin/time -f %M`) around each exec: a child's
 maxrss also counts the memory of the process that forked it, so the measuring
@@ -59,6 +65,7 @@ class Case:
     netns: bool = False
     host_setup: list[list[str]] = field(default_factory=list)  # commands run inside the host netns
     delegates: tuple[str, ...] = ("host-local",)  # plugins it execs (must be in the same directory)
+    startup_only: tuple[str, ...] = ()  # commands whose ratio is recorded as a start-up measure, no budget
 
     def config(self, data_dir: str) -> bytes:
         return json.dumps(self.conf(data_dir)).encode()
@@ -67,7 +74,7 @@ class Case:
 CASES = [
     Case("host-local", "host-local",
          lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "host-local", "ipam": host_local_ipam(d)},
-         delegates=()),
+         delegates=(), startup_only=("ADD", "DEL")),
     Case("bridge", "bridge",
          lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni-bench0",
                     "isGateway": True, "ipMasq": False, "ipam": host_local_ipam(d)},
@@ -205,7 +212,9 @@ def report(cases: list[Case], ours: Impl, go: Impl, floor: Sample, rounds: int) 
             ra = statistics.median(s.rss_kb for s in a) / 1024
             rb = statistics.median(s.rss_kb for s in b) / 1024
             time_cell = "-"
-            if command in BUDGETS:
+            if command in case.startup_only:
+                time_cell = "start-up"
+            elif command in BUDGETS:
                 v = verdict(ta / tb <= BUDGETS[command])
                 counts[v] += 1
                 time_cell = f"{v} <={BUDGETS[command]:g}x"
