@@ -132,9 +132,12 @@ def test_wire_answers():
 def test_plugin_side_stays_light():
     """The exec'd plugin must not load the daemon, pyroute2 or other heavy modules."""
     code = ("import sys, plugins.ipam.dhcp; bad = [m for m in sys.modules if m.startswith(('pyroute2', "
-            "'cni.dhcp.daemon', 'cni.dhcp.client', 'cni.dhcp.lease', 'cni.dhcp.packet', 'logging', 'threading'))];"
+            "'cni.dhcp.daemon', 'cni.dhcp.client', 'cni.dhcp.lease', 'cni.dhcp.packet', 'logging', 'threading'))"
+            " or m in ('socket', 'selectors', 'enum', 'json', 're', 'typing')];"
             "print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # -S: site (the venv's editable-install hook) would load re and enum by itself
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
     assert out.strip() == "[]"
 
 

@@ -12,7 +12,9 @@ JSON decode failure. Stdlib only: the plugin imports this on every exec.
 from __future__ import annotations
 
 import errno
-import socket
+
+# _socket, not socket: socket.py imports enum and selectors, several ms of every dhcp exec.
+import _socket as socket
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 if TYPE_CHECKING:
     from typing import Any
