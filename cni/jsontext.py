@@ -97,34 +97,23 @@ def _encode(value: Any, out: list[str], indent: str | None, level: int, item_sep
         out.append(int.__repr__(value))
     elif isinstance(value, float):
         out.append(_float(value))
-    elif isinstance(value, dict):
+    elif isinstance(value, (dict, list, tuple)):
+        is_object = isinstance(value, dict)
+        opening, closing_bracket = ("{", "}") if is_object else ("[", "]")
         if not value:
-            out.append("{}")
+            out.append(opening + closing_bracket)
             return
         newline, separator, closing = _layout(indent, level, item_sep)
-        out.append("{" + newline)
-        first = True
-        for key, item in value.items():
-            if not first:
+        out.append(opening + newline)
+        for position, item in enumerate(value.items() if is_object else value):
+            if position:
                 out.append(separator)
-            first = False
-            out.append(_quote(_key(key)))
-            out.append(key_sep)
+            if is_object:
+                key, item = item
+                out.append(_quote(_key(key)))
+                out.append(key_sep)
             _encode(item, out, indent, level + 1, item_sep, key_sep)
-        out.append(closing + "}")
-    elif isinstance(value, (list, tuple)):
-        if not value:
-            out.append("[]")
-            return
-        newline, separator, closing = _layout(indent, level, item_sep)
-        out.append("[" + newline)
-        first = True
-        for item in value:
-            if not first:
-                out.append(separator)
-            first = False
-            _encode(item, out, indent, level + 1, item_sep, key_sep)
-        out.append(closing + "]")
+        out.append(closing + closing_bracket)
     else:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
