@@ -108,7 +108,10 @@ def test_an_add_imports_neither_json_nor_re(tmp_path):
             "ipam": {"type": "host-local", "dataDir": str(tmp_path), "ranges": [[{"subnet": "10.99.0.0/24"}]]}}
     env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID="light1", CNI_NETNS="/proc/self/ns/net",
                CNI_IFNAME="eth0", CNI_PATH=str(ROOT / "bin"))
-    out = subprocess.run([sys.executable, "-S", "-X", "importtime", "-m", "plugins", "host-local"], cwd=ROOT,
+    # -c rather than -m: Python 3.9's runpy loads importlib.util, which imports typing and re
+    # itself; the frozen executable starts plugins.multicall without runpy.
+    run = "import sys; sys.argv = ['host-local']; from plugins.multicall import main; main()"
+    out = subprocess.run([sys.executable, "-S", "-X", "importtime", "-c", run], cwd=ROOT,
                          env=env, input=json.dumps(conf).encode(), capture_output=True)
     assert out.returncode == 0, out.stdout
     assert json.loads(out.stdout)["ips"][0]["address"] == "10.99.0.2/24"
