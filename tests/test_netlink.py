@@ -46,7 +46,12 @@ MAC_C = "02:aa:00:00:00:03"
 
 @pytest.fixture
 def ns(make_netns):
-    return make_netns("nltest")
+    netns = make_netns("nltest")
+    # No kernel-made IPv6 link-local addresses (nor their fe80::/64 routes): the kernel adds
+    # them asynchronously once a link has carrier, so two dumps taken one after the other (ours,
+    # then pyroute2's or ip's) could disagree about them.
+    netns.run("sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1")
+    return netns
 
 
 @pytest.fixture
