@@ -87,16 +87,10 @@ _quote = _json.encode_basestring_ascii
 def _encode(value: Any, out: list[str], indent: str | None, level: int, item_sep: str, key_sep: str) -> None:
     if isinstance(value, str):
         out.append(_quote(value))
-    elif value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, int):
-        out.append(int.__repr__(value))
-    elif isinstance(value, float):
-        out.append(_float(value))
+        return
+    scalar = _scalar(value)
+    if scalar is not None:
+        out.append(scalar)
     elif isinstance(value, (dict, list, tuple)):
         is_object = isinstance(value, dict)
         opening, closing_bracket = ("{", "}") if is_object else ("[", "]")
@@ -126,28 +120,30 @@ def _layout(indent: str | None, level: int, item_sep: str) -> tuple[str, str, st
     return inner, item_sep + inner, "\n" + indent * level
 
 
-def _float(value: float) -> str:
-    if value != value:
-        return "NaN"
-    if value == float("inf"):
-        return "Infinity"
-    if value == float("-inf"):
-        return "-Infinity"
-    return float.__repr__(value)
+def _scalar(value: Any) -> str | None:
+    """The JSON text of null, a boolean or a number; None for anything else."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value == float("inf"):
+            return "Infinity"
+        if value == float("-inf"):
+            return "-Infinity"
+        return float.__repr__(value)
+    return None
 
 
 def _key(key: Any) -> str:
-    # json.dumps turns scalar keys into strings the same way.
-    if isinstance(key, str):
-        return key
-    if key is True:
-        return "true"
-    if key is False:
-        return "false"
-    if key is None:
-        return "null"
-    if isinstance(key, int):
-        return int.__repr__(key)
-    if isinstance(key, float):
-        return _float(key)
-    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+    # json.dumps turns scalar keys into strings the same way as scalar values.
+    text = key if isinstance(key, str) else _scalar(key)
+    if text is None:
+        raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+    return text
