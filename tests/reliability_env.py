@@ -95,6 +95,20 @@ def no_traceback(outcome) -> None:
         assert set(data) >= {"cniVersion", "code", "msg"}, data
 
 
+def network(kind: str, name: str, subnet: str, data_dir: Path, *, bridge: str, version: str = "1.0.0",
+            masq: bool = True) -> dict:
+    """A bridge, ptp or macvlan network (master: `uplink()`) over host-local, masquerading where it can."""
+    conf = {"cniVersion": version, "name": name, "type": kind,
+            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": str(data_dir)}}
+    if kind == "bridge":
+        conf.update(bridge=bridge, isGateway=True, ipMasq=masq)
+    elif kind == "ptp":
+        conf.update(ipMasq=masq)
+    elif kind == "macvlan":
+        conf.update(master="uplink0")
+    return conf
+
+
 def uplink(host: Netns, name: str = "uplink0") -> str:
     """A master for macvlan in the host netns: one end of a veth pair, both ends up."""
     host.run("ip", "link", "add", name, "type", "veth", "peer", "name", name + "p")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_root
-from reliability_env import host_veths, ip_files, nat_rules, no_traceback, state, uplink
+from reliability_env import host_veths, ip_files, nat_rules, network, no_traceback, state, uplink
 
 pytestmark = needs_root
 
@@ -23,15 +23,7 @@ SUBNET = "10.77.0.0/24"
 
 
 def config(kind: str, data_dir: Path, version: str = "1.0.0", masq: bool = True) -> dict:
-    ipam = {"type": "host-local", "subnet": SUBNET, "dataDir": str(data_dir)}
-    conf = {"cniVersion": version, "name": "faultnet", "type": kind, "ipam": ipam}
-    if kind == "bridge":
-        conf.update(bridge="fbr0", isGateway=True, ipMasq=masq)
-    elif kind == "ptp":
-        conf.update(ipMasq=masq)
-    elif kind == "macvlan":
-        conf.update(master="uplink0")
-    return conf
+    return network(kind, "faultnet", SUBNET, data_dir, bridge="fbr0", version=version, masq=masq)
 
 
 def killed(outcome) -> bool:

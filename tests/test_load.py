@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import needs_root
-from reliability_env import host_veths, ip_files, nat_rules, no_traceback, pings, uplink
+from reliability_env import host_veths, ip_files, nat_rules, network, no_traceback, pings, uplink
 
 pytestmark = needs_root
 
@@ -25,15 +25,7 @@ def burst(fn, items):
 
 
 def config(kind: str, data_dir) -> dict:
-    conf = {"cniVersion": "1.0.0", "name": f"load-{kind}", "type": kind,
-            "ipam": {"type": "host-local", "subnet": "10.90.0.0/24", "dataDir": str(data_dir)}}
-    if kind == "bridge":
-        conf.update(bridge="ldbr0", isGateway=True, ipMasq=True)
-    elif kind == "ptp":
-        conf.update(ipMasq=True)
-    elif kind == "macvlan":
-        conf.update(master="uplink0")
-    return conf
+    return network(kind, f"load-{kind}", "10.90.0.0/24", data_dir, bridge="ldbr0")
 
 
 @pytest.mark.parametrize("kind", ["bridge", "macvlan", "ptp"])
