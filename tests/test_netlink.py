@@ -644,7 +644,7 @@ def test_ipvlan_encoding(mode):
     link = decode_link(body)
     assert (link.name, link.kind, link.link, link.mtu, link.info) == ("nlipv0", "ipvlan", 7, 1400, {"mode": mode})
     attrs = nlmod.parse_attrs(body, 16)
-    assert nlmod._u32(attrs[nlmod.IFLA_NET_NS_FD]) == 12
+    assert nlmod.u32(attrs[nlmod.IFLA_NET_NS_FD]) == 12
     ref = pyroute2_decode(msg_type, flags, body)
     assert ref.get("IFLA_IFNAME") == "nlipv0" and ref.get("IFLA_LINK") == 7 and ref.get("IFLA_NET_NS_FD") == 12
     assert ref.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "ipvlan"
@@ -691,12 +691,12 @@ def test_bridge_vlan_encoding():
     rec.bridge_vlan_del(4, 20, vid_end=30)
     decoded = []
     for msg_type, flags, body in rec.sent:
-        family, _t, index, _f, _c = nlmod._IFINFOMSG.unpack_from(body)
+        family, _t, index, _f, _c = nlmod.IFINFOMSG.unpack_from(body)
         assert family == AF_BRIDGE
         spec = nlmod.parse_attrs(body, 16)[nlmod.IFLA_AF_SPEC]
         entries = [(k, v) for k, v in nlmod.iter_attrs(spec)]
         decoded.append((msg_type, index, [
-            ("flags", nlmod._u16(v)) if k == nlmod.IFLA_BRIDGE_FLAGS else nlmod._BRIDGE_VLAN_INFO.unpack(v)
+            ("flags", nlmod.u16(v)) if k == nlmod.IFLA_BRIDGE_FLAGS else nlmod.BRIDGE_VLAN_INFO.unpack(v)
             for k, v in entries]))
     P, U, B, E = (nlmod.BRIDGE_VLAN_INFO_PVID, nlmod.BRIDGE_VLAN_INFO_UNTAGGED,
                   nlmod.BRIDGE_VLAN_INFO_RANGE_BEGIN, nlmod.BRIDGE_VLAN_INFO_RANGE_END)
@@ -734,7 +734,7 @@ def test_veth_encoding_puts_netns_on_the_peer():
     peer = nlmod.parse_attrs(info[nlmod.IFLA_INFO_DATA])[nlmod.VETH_INFO_PEER]
     peer_link = decode_link(peer)
     assert (peer_link.name, peer_link.mac, peer_link.mtu) == ("nleth0", MAC_B, 1400)
-    assert nlmod._u32(nlmod.parse_attrs(peer, 16)[nlmod.IFLA_NET_NS_FD]) == 9
+    assert nlmod.u32(nlmod.parse_attrs(peer, 16)[nlmod.IFLA_NET_NS_FD]) == 9
     assert decode_link(body).mac == MAC_A
 
 
@@ -887,7 +887,7 @@ def test_module_import_stays_light():
 
 def test_bridge_vlans_request_and_decoding():
     def vlan_info(flags: int, vid: int) -> bytes:
-        return nlmod.attr(nlmod.IFLA_BRIDGE_VLAN_INFO, nlmod._BRIDGE_VLAN_INFO.pack(flags, vid))
+        return nlmod.attr(nlmod.IFLA_BRIDGE_VLAN_INFO, nlmod.BRIDGE_VLAN_INFO.pack(flags, vid))
 
     def port(index: int, *infos: bytes) -> bytes:
         spec = nlmod.attr(nlmod.IFLA_AF_SPEC | nlmod.NLA_F_NESTED, b"".join(infos))
@@ -908,4 +908,4 @@ def test_bridge_vlans_request_and_decoding():
     assert msg_type == nlmod.RTM_GETLINK and flags & nlmod.NLM_F_DUMP == nlmod.NLM_F_DUMP
     assert sent[16] == AF_BRIDGE
     mask = nlmod.parse_attrs(sent[16:], 16)[nlmod.IFLA_EXT_MASK]
-    assert nlmod._u32(mask) == nlmod.RTEXT_FILTER_BRVLAN
+    assert nlmod.u32(mask) == nlmod.RTEXT_FILTER_BRVLAN
