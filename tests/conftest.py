@@ -67,6 +67,75 @@ class Netns:
     def remove(self) -> None:
         subprocess.run(["ip", "netns", "delete", self.name], check=False, capture_output=True)
 
+    def watch_links(self) -> "LinkWatch":
+        """Record every MAC each link of this netns has had from now on (see LinkWatch)."""
+        return LinkWatch(self)
+
+
+# Prints "NAME MAC" for every RTM_NEWLINK of the netns it runs in; "ready" once subscribed.
+# When stdin closes, it reads what is still queued and exits.
+LINK_WATCH = r"""
+import os, select, socket, struct, sys
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.bind((0, 1))  # RTMGRP_LINK
+print("ready", flush=True)
+def report(data):
+    while len(data) >= 16:
+        length, kind = struct.unpack_from("=IH", data)
+        if kind == 16:  # RTM_NEWLINK
+            attrs, name, mac, at = data[:length], "", "", 32
+            while at + 4 <= length:
+                alen, atype = struct.unpack_from("=HH", attrs, at)
+                value = attrs[at + 4:at + alen]
+                if atype == 1:
+                    mac = ":".join("%02x" % b for b in value)
+                elif atype == 3:
+                    name = value.rstrip(b"\0").decode()
+                at += (alen + 3) & ~3
+            print(name, mac, flush=True)
+        data = data[(length + 3) & ~3:]
+while True:
+    ready, _, _ = select.select([s, sys.stdin], [], [])
+    if s in ready:
+        report(s.recv(1 << 16))
+    elif not sys.stdin.read():
+        while True:
+            try:
+                report(s.recv(1 << 16, socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                sys.exit(0)
+"""
+
+
+class LinkWatch:
+    """The MACs links had over time, from the kernel's link notifications (not by polling, so
+    a change undone a moment later is seen too). Use as a context manager; history() ends it."""
+
+    def __init__(self, ns: Netns) -> None:
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", LINK_WATCH],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline() == "ready\n", "the link watcher did not start"
+
+    def history(self) -> dict[str, list[str]]:
+        """Each link name -> the MACs it had, in order, repeats folded."""
+        out, _ = self.proc.communicate(timeout=10)
+        seen: dict[str, list[str]] = {}
+        for line in out.splitlines():
+            name, _, mac = line.partition(" ")
+            macs = seen.setdefault(name, [])
+            if mac and (not macs or macs[-1] != mac):
+                macs.append(mac)
+        return seen
+
+    def __enter__(self) -> "LinkWatch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
 
 @pytest.fixture
 def make_netns() -> Iterator:

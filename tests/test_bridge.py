@@ -230,6 +230,34 @@ def test_two_containers_reach_each_other(bed):
     assert_clean(bed, bridge_kept=True)
 
 
+@pytest.mark.parametrize("mode", ["gateway", "l2"])
+def test_bridge_keeps_its_own_mac_as_containers_come_and_go(bed, mode):
+    """The bridge keeps the MAC it was created with (the reference's end state as a gateway;
+    pinned in L2 mode too, our extension): never a port's, never changing, as reported."""
+    conf = bed.conf(isGateway=True) if mode == "gateway" else bed.conf(ipam={})
+    results, ctrs = {}, {cid: bed.container() for cid in ("a", "b", "c", "d")}
+    with bed.host.watch_links() as watch:
+        for cid in ("a", "b", "c"):
+            results[cid] = bed.run("ADD", conf, ctrs[cid], cid=cid).ok().json
+        bed.run("DEL", conf, ctrs["a"], cid="a").ok()
+        results["d"] = bed.run("ADD", conf, ctrs["d"], cid="d").ok().json
+        bed.run("DEL", conf, ctrs["b"], cid="b").ok()
+        history = watch.history()
+    created = history[BRIDGE][0]
+    assert history[BRIDGE] == [created], "the bridge MAC changed while ports came and went"
+    assert bed.host.link(BRIDGE)["address"] == created
+    for cid in ("a", "b", "c", "d"):
+        bridge, host_end, _ = results[cid]["interfaces"]
+        assert bridge["mac"] == created, cid
+        assert history[host_end["name"]] == [host_end["mac"]], f"{cid}: the host veth's MAC changed"
+        assert host_end["mac"] != created, f"{cid}: the bridge has its port's MAC"
+    for cid in ("c", "d"):
+        bed.run("CHECK", with_prev(conf, results[cid]), ctrs[cid], cid=cid).ok()
+        bed.run("DEL", conf, ctrs[cid], cid=cid).ok()
+    assert_clean(bed, bridge_kept=True)
+    assert bed.host.link(BRIDGE)["address"] == created
+
+
 def test_default_bridge_name_and_no_gateway(bed):
     conf = bed.conf(ipam=bed.ipam(V4))
     del conf["bridge"]

@@ -6,6 +6,8 @@ the result JSON (MACs, veth names and netns paths masked) and the state of both
 worlds: links, addresses, routes, NAT and nftables rules, sysctls. Only keys the
 Go 1.1.1 bridge knows are used here.
 
+MACs are random, so they are compared by their relations: which MAC the bridge
+keeps, whether it is a port's, whether the result says what the links have.
 Known, deliberate differences are listed in Documentation/bridge.md and are
 not compared: the bridge MAC is pinned by us in every mode (Go pins it only as a
 gateway), and link-local IPv6 addresses follow the random MACs.
@@ -17,7 +19,7 @@ import re
 
 import pytest
 
-from conftest import GO_BIN, needs_root
+from conftest import GO_BIN, GO_VERSIONS, needs_root
 
 pytestmark = needs_root
 
@@ -222,3 +224,55 @@ def test_veth_txqlen_as_go(worlds):
         qlens.append((world.host.link(host_veth).get("txqlen", 0), ctr.link("eth0").get("txqlen", 0)))
         world.run("DEL", conf)
     assert qlens[0] == qlens[1]
+
+
+def bridge_mac_relations(world: World, conf: dict) -> dict:
+    """How the bridge's MAC relates to its creation, its ports and the results, while three
+    containers come and one goes (MACs are random: only relations compare across worlds)."""
+    results = []
+    with world.host.watch_links() as watch:
+        for cid in ("c1", "c2", "c3"):
+            out, _ = world.run("ADD", conf, cid)
+            assert out.status == 0, out.out
+            results.append(out.json)
+        out, _ = world.run("DEL", conf, "c2")
+        assert out.status == 0, out.out
+        history = watch.history()
+    created, now = history[BRIDGE][0], world.host.link(BRIDGE)["address"]
+    ports = {link["ifname"]: link["address"] for link in world.host.ip_json("link", "show", "master", BRIDGE)}
+    relations = {
+        "bridge ends on its creation MAC": now == created,
+        "bridge MAC is no port's": now not in ports.values(),
+        "ports keep their own MACs": all(history[name] == [mac] for name, mac in ports.items()),
+        "port count": len(ports),
+    }
+    if "interfaces" in results[0]:  # 0.1.0 and 0.2.0 results have none
+        relations["results name the live bridge MAC"] = [r["interfaces"][0]["mac"] == now for r in results]
+        relations["results name the host veth MACs"] = [
+            r["interfaces"][1]["mac"] == history[r["interfaces"][1]["name"]][-1] for r in results]
+        first_bridge, first_port = results[0]["interfaces"][:2]
+        relations["first result: the bridge has its port's MAC"] = first_bridge["mac"] == first_port["mac"]
+    for cid in ("c1", "c3"):
+        world.run("DEL", conf, cid)
+    return relations
+
+
+@pytest.mark.parametrize("version", GO_VERSIONS)
+def test_bridge_mac_as_go_for_a_gateway(worlds, version):
+    go, ours = worlds
+    conf = base(version, isGateway=True)
+    want = bridge_mac_relations(go, conf)
+    assert bridge_mac_relations(ours, conf) == want
+    assert want["bridge ends on its creation MAC"] and want["bridge MAC is no port's"], "Go changed"
+
+
+def test_l2_bridge_mac_differs_from_go_as_documented(worlds):
+    """Without a gateway Go leaves the bridge unpinned: it takes its ports' MACs, and each
+    result reports the MAC of that moment. We keep and report the creation MAC (our extension)."""
+    go, ours = worlds
+    relations = [bridge_mac_relations(world, base("1.0.0", ipam={})) for world in (go, ours)]
+    assert relations[0]["first result: the bridge has its port's MAC"] is True
+    assert relations[0]["bridge MAC is no port's"] is False
+    assert relations[1]["first result: the bridge has its port's MAC"] is False
+    assert relations[1]["bridge MAC is no port's"] and relations[1]["bridge ends on its creation MAC"]
+    assert all(relations[1]["results name the live bridge MAC"])

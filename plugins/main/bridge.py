@@ -160,8 +160,6 @@ def add(call: Call) -> Result:
             masq.setup(conf.name, call.container_id, [ip.address for ip in result.ips],
                        masq.choose_backend(conf.ip_masq_backend))
             undo.push(lambda: masq.teardown(conf.name, call.container_id), "remove the masquerade rules", stage="masquerade")
-        # The bridge MAC may have changed when the port joined; report what it is now.
-        result.interfaces[BRIDGE_INDEX].mac = host.get_link_by_index(bridge.index).mac
     return result
 
 
@@ -188,7 +186,11 @@ def ensure_bridge(host, conf: BridgeConf, undo):
     # The plugin owns the bridge's routes: router advertisements must not add any.
     sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{conf.bridge}/accept_ra", "0")
     try:
-        host.set_link(link.index, up=True, promisc=True if conf.promisc_mode else None)
+        # Pin the bridge's own MAC before any port of this ADD joins: unpinned, the kernel
+        # gives the bridge the lowest port MAC and changes it as ports come and go. This is
+        # the address the reference leaves on a gateway bridge (it sets the MAC it read
+        # before its port joined); we pin it in every mode, so CHECK holds on L2 bridges too.
+        host.set_link(link.index, up=True, promisc=True if conf.promisc_mode else None, mac=link.mac)
     except NetlinkError as exc:
         raise CNIError(INTERNAL, f'failed to set bridge "{conf.bridge}" up: {exc}') from None
     return link
@@ -200,10 +202,6 @@ def attach_port(host, bridge_index: int, port_index: int, conf: BridgeConf) -> N
 
     try:
         host.set_link(port_index, master=bridge_index, up=True)
-        # Pin the bridge MAC: unpinned, it follows the lowest port MAC as ports
-        # come and go, and CHECK compares it with the result.
-        bridge = host.get_link_by_index(bridge_index)
-        host.set_link(bridge_index, mac=bridge.mac)
         host.set_bridge_port(port_index, hairpin=True if conf.hairpin_mode else None,
                              isolated=True if conf.port_isolation else None)
         if conf.vlan:
