@@ -1,13 +1,12 @@
 #!/bin/sh
 # Install the pycni plugins of this release into a CNI plugin directory.
 #
-#   scripts/install.sh [--prefix DIR | --k3s] [--only NAME,...] [--all] [--dhcp-units]
+#   scripts/install.sh [--prefix DIR | --k3s [--create]] [--only NAME,...] [--all] [--dhcp-units]
 #                      [--uninstall] [--dry-run] [--from BIN]
 #
 #   --prefix DIR   where runtimes look for plugins (default /opt/cni/bin)
-#   --k3s          k3s's stable plugin directory, /var/lib/rancher/k3s/data/cni. There, names
-#                  that k3s ships itself (bridge, host-local, loopback, portmap, bandwidth,
-#                  firewall, flannel) are left alone unless --all is given
+#   --k3s          k3s's stable plugin directory, /var/lib/rancher/k3s/data/cni (not with --prefix)
+#   --create       with --k3s: create that directory if k3s has not made it yet
 #   --only N,...   only these plugins (the shared runtime comes along)
 #   --all          replace k3s's own plugins too
 #   --dhcp-units   also install the dhcp daemon's systemd units and enable the socket
@@ -16,6 +15,10 @@
 #   --dry-run      say what would change, change nothing
 #   --from BIN     the release's bin/ (default: bin/ beside this script's directory)
 #   (SYSTEMD_DIR=DIR puts the units elsewhere, without calling systemctl)
+#
+# In any directory, a name that is k3s's multi-call `cni` binary or a link to it (k3s makes
+# bridge, host-local, flannel, ... that way) is k3s's: it is left alone unless --all, and an
+# uninstall puts k3s's link back where k3s's own bin/ shows what it was.
 #
 # Layout installed (the release's bin/ as it is):
 #   DIR/pycni-<version>-<digest>/{pycni,pycni-lib/}   the frozen runtime, one directory per build
@@ -28,11 +31,10 @@
 set -eu
 
 K3S_DIR=${PYCNI_K3S_DIR:-/var/lib/rancher/k3s/data/cni}  # the override is for tests
-K3S_NAMES="bridge host-local loopback portmap bandwidth firewall flannel"
 SYSTEMD_DIR=${SYSTEMD_DIR:-/etc/systemd/system}
 UNITS="cni-dhcp.socket cni-dhcp.service"
 
-prefix=/opt/cni/bin k3s=0 only="" all=0 uninstall=0 dry=0 units=0 from=""
+prefix=/opt/cni/bin prefix_given=0 k3s=0 create=0 only="" all=0 uninstall=0 dry=0 units=0 from=""
 here=$(cd "$(dirname "$0")" && pwd)
 
 usage() { sed -n '2,/^# Layout/{/^# Layout/d;s/^# \{0,1\}//p;}' "$0"; }
@@ -41,9 +43,10 @@ say() { if [ "$dry" = 1 ]; then echo "[dry run] $*"; else echo "$*"; fi; }
 
 while [ $# -gt 0 ]; do
     case $1 in
-        --prefix) [ $# -ge 2 ] || die "--prefix needs a directory" 2; prefix=$2; shift ;;
-        --prefix=*) prefix=${1#*=} ;;
-        --k3s) k3s=1; prefix=$K3S_DIR ;;
+        --prefix) [ $# -ge 2 ] || die "--prefix needs a directory" 2; prefix=$2 prefix_given=1; shift ;;
+        --prefix=*) prefix=${1#*=} prefix_given=1 ;;
+        --k3s) k3s=1 ;;
+        --create) create=1 ;;
         --only) [ $# -ge 2 ] || die "--only needs names" 2; only=$2; shift ;;
         --only=*) only=${1#*=} ;;
         --all) all=1 ;;
@@ -57,9 +60,17 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if [ "$k3s" = 1 ]; then
+    [ "$prefix_given" = 0 ] || die "--k3s installs into $K3S_DIR; give either --k3s or --prefix DIR, not both" 2
+    prefix=$K3S_DIR
+    if [ ! -d "$prefix" ] && [ "$uninstall" = 0 ] && [ "$create" = 0 ]; then
+        die "no k3s plugin directory $prefix: k3s is not installed here, has not run yet, or is older than that directory (--create makes the directory)"
+    fi
+elif [ "$create" = 1 ]; then
+    die "--create goes with --k3s (--prefix DIR is created anyway)" 2
+fi
 prefix=${prefix%/}
 [ -n "$prefix" ] || prefix=/
-[ "$prefix" = "$K3S_DIR" ] && k3s=1
 [ -n "$from" ] || from=$here/../bin
 only=$(echo "$only" | tr ',' ' ')
 
@@ -76,20 +87,38 @@ is_ours() {  # DIR/NAME is one of our plugin links
 }
 
 wanted() {  # NAME selected by --only (or no --only)
+    local w
     [ -z "$only" ] && return 0
-    for n in $only; do [ "$n" = "$1" ] && return 0; done
+    for w in $only; do [ "$w" = "$1" ] && return 0; done
     return 1
 }
 
-k3s_ships() {
-    for n in $K3S_NAMES; do [ "$n" = "$1" ] && return 0; done
-    return 1
+is_k3s() {  # DIR/NAME is k3s's multi-call cni binary, or a link to it
+    # The link's own target first: k3s's links are absolute and may not resolve here (an
+    # init container sees this directory, not the data directory the links point into).
+    if [ -L "$1" ]; then
+        case $(readlink "$1") in cni | */cni) return 0 ;; esac
+        case $(readlink -f "$1" 2>/dev/null) in */cni) return 0 ;; esac
+    fi
+    local multicall
+    multicall=$(dirname "$1")/cni
+    [ -e "$1" ] && [ -e "$multicall" ] && { [ "$1" -ef "$multicall" ] || cmp -s "$1" "$multicall"; }
+}
+
+k3s_link_for() {  # NAME: the link target k3s made for NAME here, if k3s's own bin/ shows one
+    local multicall bindir
+    [ -L "$prefix/cni" ] || return 0
+    multicall=$(readlink -f "$prefix/cni" 2>/dev/null) || return 0
+    bindir=$(dirname "$multicall")
+    [ -L "$bindir/$1" ] && [ "$(readlink "$bindir/$1")" = cni ] && readlink "$prefix/cni"
+    return 0
 }
 
 # A temporary name beside FINAL, on the same file system, so the rename is atomic.
 tmpname() { echo "$(dirname "$1")/.$(basename "$1").pycni-new.$$"; }
 
 replace_link() {  # TARGET FINAL: make FINAL a symlink to TARGET in one rename
+    local tmp
     tmp=$(tmpname "$2")
     act rm -f "$tmp"
     act ln -s "$1" "$tmp"
@@ -97,6 +126,7 @@ replace_link() {  # TARGET FINAL: make FINAL a symlink to TARGET in one rename
 }
 
 runtime_dirs() {  # runtime directories present in the prefix
+    local d
     for d in "$prefix"/pycni-*; do
         [ -d "$d" ] && [ ! -L "$d" ] && [ -f "$d/pycni" ] && [ -d "$d/pycni-lib" ] && basename "$d"
     done
@@ -104,6 +134,7 @@ runtime_dirs() {  # runtime directories present in the prefix
 }
 
 current_runtime() {  # the directory DIR/pycni points into, if it is our link
+    local t
     [ -L "$prefix/pycni" ] || return 0
     t=$(readlink "$prefix/pycni")
     case $t in pycni-*/pycni) echo "${t%/pycni}" ;; esac
@@ -116,6 +147,7 @@ units_active() {
 }
 
 install_units() {
+    local src unit final tmp
     src=$here/../deploy/systemd
     [ -f "$src/cni-dhcp.service" ] || die "no systemd units in $src"
     act mkdir -p "$SYSTEMD_DIR"
@@ -140,6 +172,7 @@ install_units() {
 }
 
 uninstall_units() {
+    local unit
     if units_active; then
         act systemctl disable --now cni-dhcp.socket cni-dhcp.service || true
     fi
@@ -151,18 +184,25 @@ uninstall_units() {
 }
 
 do_uninstall() {
+    local n f d theirs
     [ -d "$prefix" ] || { say "nothing installed in $prefix"; return 0; }
     for n in $only; do
-        is_ours "$prefix/$n" || say "$n: not ours in $prefix, left alone"
+        if is_k3s "$prefix/$n"; then
+            say "$n: k3s's own $n, left alone"
+        elif ! is_ours "$prefix/$n"; then
+            say "$n: not ours in $prefix, left alone"
+        fi
     done
     for f in "$prefix"/* "$prefix"/.[!.]*; do
         [ -L "$f" ] || continue
         n=$(basename "$f")
         is_ours "$f" && wanted "$n" || continue
-        act rm -f "$f"
-        if [ "$k3s" = 1 ] && k3s_ships "$n"; then
-            say "removed $n (k3s puts its own $n back when it starts)"
+        theirs=$(k3s_link_for "$n")
+        if [ -n "$theirs" ]; then
+            replace_link "$theirs" "$f"
+            say "removed $n, k3s's own $n is back"
         else
+            act rm -f "$f"
             say "removed $n"
         fi
     done
@@ -182,6 +222,7 @@ do_uninstall() {
 }
 
 do_install() {
+    local target rt names f n tmp previous dest d replaces
     [ -L "$from/pycni" ] || die "$from is not a pycni release bin/ (no pycni link)"
     target=$(readlink "$from/pycni")
     rt=${target%/pycni}
@@ -225,16 +266,20 @@ do_install() {
             say "$n: up to date"
             continue
         fi
-        if [ "$k3s" = 1 ] && [ "$all" != 1 ] && k3s_ships "$n"; then
-            say "$n: skipped, k3s ships its own $n here (--all replaces it)"
-            continue
+        replaces=""
+        if is_k3s "$dest"; then
+            if [ "$all" != 1 ]; then
+                say "$n: skipped, k3s ships its own $n here (--all replaces it)"
+                continue
+            fi
+            replaces=" (in place of k3s's own $n)"
         fi
         if [ -d "$dest" ] && [ ! -L "$dest" ]; then
             say "$n: skipped, $dest is a directory"
             continue
         fi
         replace_link pycni "$dest"
-        if [ -e "$dest" ] || [ -L "$dest" ] || [ "$dry" = 1 ]; then say "$n: installed"; fi
+        if [ -e "$dest" ] || [ -L "$dest" ] || [ "$dry" = 1 ]; then say "$n: installed$replaces"; fi
     done
     # 4. old runtimes: keep the current and the previous one
     for d in $(runtime_dirs); do

@@ -29,7 +29,6 @@ pytestmark = [needs_root, pytest.mark.frozen]
 
 DIST = ROOT / "dist"
 CHROOT = ROOT / "build" / "bullseye" / "root"
-K3S_NAMES = ("bridge", "host-local", "loopback", "portmap", "bandwidth", "firewall", "flannel")
 GLIBC_FLOOR = (2, 31)
 
 
@@ -274,49 +273,27 @@ def test_dry_run_writes_nothing(release, tmp_path):
     assert tree(prefix) == before and not units.exists()
 
 
-def fake_k3s_dir(directory: Path) -> dict[str, str]:
-    """k3s's stable plugin dir: its own names as links into its data dir."""
-    directory.mkdir(parents=True)
-    for name in K3S_NAMES:
-        os.symlink(f"../current/bin/{name}", directory / name)
-    return {name: os.readlink(directory / name) for name in K3S_NAMES}
+def test_a_k3s_directory_keeps_k3s_links_and_gets_them_back(release, tmp_path):
+    """The archive's install.sh in k3s's layout, named by --prefix; every case of which names
+    are k3s's is in test_install.py."""
+    from test_install import K3S_LINKS, k3s_data, snapshot
 
-
-def test_k3s_names_are_left_to_k3s_unless_all(release, tmp_path):
-    k3s = tmp_path / "var" / "lib" / "rancher" / "k3s" / "data" / "cni"
-    theirs = fake_k3s_dir(k3s)
-    env = plain_env(PYCNI_K3S_DIR=str(k3s))
-    out = release.install("--k3s", env=env).stdout.decode()
-    for name in ("bridge", "host-local"):
+    k3s = k3s_data(tmp_path / "rancher", "k3s")
+    theirs = snapshot(k3s)
+    out = release.install("--prefix", str(k3s)).stdout.decode()
+    for name in set(K3S_LINKS) & set(registry.PLUGINS):
         assert f"{name}: skipped, k3s ships its own {name} here (--all replaces it)" in out
-    for name in K3S_NAMES:
-        assert os.readlink(k3s / name) == theirs[name], f"{name} of k3s was replaced"
-    for name in ("macvlan", "ipvlan", "ptp", "dhcp", "cnitool"):
-        assert os.readlink(k3s / name) == "pycni", name
-    version_of_every_plugin_but = [n for n in CNI_PLUGINS if n not in K3S_NAMES]
-    for name in version_of_every_plugin_but:
-        assert run([k3s / name], plain_env(CNI_COMMAND="VERSION"), b"{}").returncode == 0
-
-    out = release.install("--k3s", "--all", env=env).stdout.decode()
-    assert "bridge: installed" in out and "host-local: installed" in out
-    assert os.readlink(k3s / "bridge") == "pycni" and os.readlink(k3s / "host-local") == "pycni"
-    for name in set(K3S_NAMES) - {"bridge", "host-local"}:
-        assert os.readlink(k3s / name) == theirs[name], "names we do not ship are never touched"
+    assert {n: v for n, v in snapshot(k3s).items() if n in theirs} == theirs, "k3s's links were replaced"
+    for name in CNI_PLUGINS:
+        if name not in K3S_LINKS:
+            assert f"{name}: installed\n" in out, name
+            assert run([k3s / name], plain_env(CNI_COMMAND="VERSION"), b"{}").returncode == 0, name
+    out = release.install("--prefix", str(k3s), "--all").stdout.decode()
+    assert "host-local: installed (in place of k3s's own host-local)" in out
     host_local_add_del(k3s, tmp_path / "ipam")
-    # A later default install keeps what --all made ours (it follows the runtime link).
-    out = release.install("--k3s", env=env).stdout.decode()
-    assert "bridge: up to date" in out and os.readlink(k3s / "bridge") == "pycni"
-    # Uninstall removes ours only; k3s puts its own links back when it starts.
-    out = release.install("--k3s", "--uninstall", env=env).stdout.decode()
-    assert "removed bridge (k3s puts its own bridge back when it starts)" in out
-    assert sorted(p.name for p in k3s.iterdir()) == sorted(set(K3S_NAMES) - {"bridge", "host-local"})
-
-
-def test_a_prefix_equal_to_the_k3s_dir_means_k3s_mode(release, tmp_path):
-    k3s = tmp_path / "k3s-cni"
-    theirs = fake_k3s_dir(k3s)
-    out = release.install("--prefix", str(k3s), env=plain_env(PYCNI_K3S_DIR=str(k3s))).stdout.decode()
-    assert "bridge: skipped" in out and os.readlink(k3s / "bridge") == theirs["bridge"]
+    out = release.install("--prefix", str(k3s), "--uninstall").stdout.decode()
+    assert "removed host-local, k3s's own host-local is back" in out
+    assert snapshot(k3s) == theirs
 
 
 def test_outside_k3s_our_names_replace_whatever_is_there(release, tmp_path):
