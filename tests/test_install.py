@@ -131,8 +131,8 @@ def test_k3s_links_are_kept_in_any_directory_unless_all(release, tmp_path, shape
 def test_the_cni_binary_is_recognised_by_any_path_and_nothing_else_is(release, tmp_path):
     plugin_dir = k3s_data(tmp_path / "rancher", "k3s")
     data = plugin_dir.parent
-    for name in ("bridge", "host-local", "ptp", "macvlan", "ipvlan", "dhcp"):
-        os.unlink(plugin_dir / name) if os.path.lexists(plugin_dir / name) else None
+    for name in ("bridge", "host-local"):
+        os.unlink(plugin_dir / name)
     os.symlink("../current/bin/bridge", plugin_dir / "bridge")  # a chain ending in cni
     os.link(data / "2f4e6a8b" / "bin" / "cni", plugin_dir / "host-local")  # a hard link
     shutil.copy(data / "2f4e6a8b" / "bin" / "cni", plugin_dir / "ptp")  # a copy
