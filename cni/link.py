@@ -226,6 +226,24 @@ def create_ipvlan(netns: str, ifname: str, master: Link, mode: str, *, master_in
     return _create_on_master(netns, ifname, master_in_container, create, "ipvlan")
 
 
+def create_vlan(netns: str, ifname: str, master: Link, vlan_id: int, *, master_in_container: bool = False,
+                mtu: int = 0) -> Link:
+    """An 802.1q link with `vlan_id` on `master`, created in `netns` and named `ifname` there (down)."""
+    def create(nl: Netlink, name: str, netns_fd: int | None) -> None:
+        nl.create_vlan(name, master.index, vlan_id, mtu=mtu, netns_fd=netns_fd)
+
+    return _create_on_master(netns, ifname, master_in_container, create, "vlan")
+
+
+def create_dummy(netns: str, ifname: str, *, mtu: int = 0) -> Link:
+    """A dummy link made inside `netns` and named `ifname` there (down)."""
+    def create(nl: Netlink, name: str, netns_fd: int | None) -> None:
+        nl.create_dummy(name, mtu=mtu, netns_fd=netns_fd)
+
+    # No master: made from inside the container, so a host link of the same name never matters.
+    return _create_on_master(netns, ifname, True, create, "dummy")
+
+
 def _create_on_master(netns: str, ifname: str, master_in_container: bool, create, kind: str) -> Link:
     """Create under a temporary name straight into `netns`, then rename to `ifname`.
 
@@ -276,14 +294,14 @@ def _delete_quietly(nl: Netlink, index: int) -> None:
         pass
 
 
-def check_link_on_master(netns: str, ifname: str, kind: str, mode: str, master: Link | None = None,
+def check_link(netns: str, ifname: str, kind: str, mode: str | None, master: Link | None = None,
                          mac: str = "") -> Link:
-    """CHECK: `ifname` in `netns` is a `kind` link in `mode` (on `master`, with `mac` when given)."""
+    """CHECK: `ifname` in `netns` is a `kind` link (in `mode`, on `master`, with `mac`: each when given)."""
     with Netlink(netns) as nl:
         link = require_link(nl, ifname, netns)
     if link.kind != kind:
         raise CNIError(INTERNAL, f'"{ifname}" is not a {kind} link (kind "{link.kind}")')
-    if link.info.get("mode") != mode:
+    if mode is not None and link.info.get("mode") != mode:
         raise CNIError(INTERNAL, f'"{ifname}": {kind} mode is {link.info.get("mode")}, want {mode}')
     if mac and link.mac != mac:
         raise CNIError(INTERNAL, f'"{ifname}": MAC is {link.mac}, want {mac}')

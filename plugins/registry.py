@@ -14,6 +14,8 @@ PLUGINS = {
     "macvlan": "plugins.main.macvlan",
     "ipvlan": "plugins.main.ipvlan",
     "ptp": "plugins.main.ptp",
+    "vlan": "plugins.main.vlan",
+    "dummy": "plugins.main.dummy",
     "host-local": "plugins.ipam.host_local",
     "dhcp": "plugins.ipam.dhcp",
     # Not a plugin: the runtime-side tool; its module exposes cli(args) only.

@@ -23,8 +23,10 @@ from reliability_env import no_traceback, state, uplink, wait_settled
 
 pytestmark = needs_root
 
-ALL = ("bridge", "macvlan", "ipvlan", "ptp", "host-local", "dhcp")
-MAIN = ("bridge", "macvlan", "ipvlan", "ptp")
+ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-local", "dhcp")
+MAIN = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy")
+# Plugins whose links this kernel may lack: their base ADD reaches the kernel and fails there.
+KERNEL_KINDS = {"ipvlan": "ipvlan", "vlan": "vlan", "dummy": "dummy"}
 # Plugins whose ADD reaches host-local with the same configuration (ipvlan cannot make its link here).
 IPAM_USERS = ("bridge", "macvlan", "ptp", "host-local")
 # Plugins that read CNI_ARGS themselves or through host-local.
@@ -65,6 +67,8 @@ def base(plugin: str, w: World) -> dict:
         conf.update(ipMasq=True)
     elif plugin in ("macvlan", "ipvlan"):
         conf.update(master="uplink0")
+    elif plugin == "vlan":
+        conf.update(master="uplink0", vlanId=5)
     elif plugin == "dhcp":
         conf["ipam"] = {"type": "dhcp", "daemonSocketPath": str(w.tmp / "no-daemon.sock")}
     return conf
@@ -181,8 +185,13 @@ CASES = [
     Case("bridge-name-16-bytes", ("bridge",), 7, top(bridge="b" * 16)),
     Case("bridge-name-slash", ("bridge",), 7, top(bridge="br/0")),
     Case("mode-unknown", ("macvlan", "ipvlan"), 7, top(mode="bogus")),
-    Case("master-number", ("macvlan", "ipvlan"), 7, top(master=5)),
-    Case("master-absent", ("macvlan", "ipvlan"), 7, top(master="nosuchdev0")),
+    Case("master-number", ("macvlan", "ipvlan", "vlan"), 7, top(master=5)),
+    Case("master-absent", ("macvlan", "ipvlan", "vlan"), 7, top(master="nosuchdev0")),
+    Case("master-missing", ("vlan",), 7, top(master=DELETE)),
+    Case("vlanid-4095", ("vlan",), 7, top(vlanId=4095)),
+    Case("vlanid-negative", ("vlan",), 7, top(vlanId=-1)),
+    Case("vlanid-string", ("vlan",), 7, top(vlanId="5")),
+    Case("ipam-missing", ("vlan", "dummy"), 7, top(ipam=DELETE)),
     Case("mac-invalid", ("bridge", "macvlan"), 7, top(runtimeConfig={"mac": "zz:00:00:00:00:01"})),
     # -- the ipam object
     Case("ipam-not-an-object", ALL, 7, top(ipam="host-local")),
@@ -266,7 +275,7 @@ def test_base_configurations_are_valid(plugins, world):
         if plugin == "dhcp":
             assert out.json["code"] == 11 and "not running" in out.json["msg"], out
             continue
-        if plugin == "ipvlan" and not has_link_kind("ipvlan"):
+        if plugin in KERNEL_KINDS and not has_link_kind(KERNEL_KINDS[plugin]):
             assert out.json["code"] == 999, out  # made it past every check to the kernel
             continue
         out.ok()

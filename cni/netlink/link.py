@@ -189,6 +189,10 @@ def vlan_body(name, master_index, vlan_id, *, mtu=0, netns_fd=None) -> bytes:
     return _newlink_body(name, "vlan", data=data, link=master_index, mtu=mtu, netns_fd=netns_fd)
 
 
+def dummy_body(name, *, mtu=0, netns_fd=None) -> bytes:
+    return _newlink_body(name, "dummy", mtu=mtu, netns_fd=netns_fd)
+
+
 # --- message bodies: decode --------------------------------------------------------
 
 
@@ -354,6 +358,9 @@ class LinkOps:
 
     def create_vlan(self, name, master_index, vlan_id, *, mtu=0, netns_fd=None) -> None:
         self._create(vlan_body(name, master_index, vlan_id, mtu=mtu, netns_fd=netns_fd), f'vlan "{name}"')
+
+    def create_dummy(self, name, *, mtu=0, netns_fd=None) -> None:
+        self._create(dummy_body(name, mtu=mtu, netns_fd=netns_fd), f'dummy "{name}"')
 
     def set_link(
         self,

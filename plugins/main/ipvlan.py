@@ -16,7 +16,7 @@ from cni.errors import PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
 from cni.link import (
     as_interface,
     check_interface_config,
-    check_link_on_master,
+    check_link,
     check_mtu_within_master,
     configure_interface,
     container_interface_index,
@@ -112,7 +112,7 @@ def check(call: Call) -> None:
     index = container_interface_index(conf.prev_result, call.ifname, call.netns)
     # At CHECK, prevResult is this plugin's own result: only an explicit master can be compared.
     master = find_master(conf.master, conf.master_in(call)) if conf.master else None
-    check_link_on_master(call.netns, call.ifname, "ipvlan", conf.mode, master)
+    check_link(call.netns, call.ifname, "ipvlan", conf.mode, master)
     check_interface_config(call.netns, call.ifname, conf.prev_result, index)
 
 

@@ -16,7 +16,7 @@ from cni.link import (
     announce_address_changes,
     as_interface,
     check_interface_config,
-    check_link_on_master,
+    check_link,
     check_mtu_within_master,
     configure_interface,
     container_interface_index,
@@ -107,7 +107,7 @@ def check(call: Call) -> None:
     index = container_interface_index(conf.prev_result, call.ifname, call.netns)
     expected = conf.prev_result.interfaces[index]
     master = find_master(conf.master, conf.master_in(call))
-    check_link_on_master(call.netns, call.ifname, "macvlan", conf.mode, master, mac=conf.mac or expected.mac)
+    check_link(call.netns, call.ifname, "macvlan", conf.mode, master, mac=conf.mac or expected.mac)
     check_interface_config(call.netns, call.ifname, conf.prev_result, index)
 
 
