@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ALL_VERSIONS, has_link_kind, is_root
+from conftest import has_link_kind, is_root
 
 pytestmark = [
     pytest.mark.needs_kernel_links,
@@ -15,6 +15,9 @@ pytestmark = [
     pytest.mark.skipif(is_root() and not has_link_kind("dummy"), reason="this kernel has no dummy links"),
 ]
 
+# Under the VM's software emulation every call costs seconds: one version per result shape
+# (legacy ip4/ip6, 0.3/0.4 with ips[].version, 1.x); the shapes themselves are tested on the host.
+SHAPES = ("0.2.0", "0.4.0", "1.1.0")
 NAME = "dummynet"
 
 
@@ -42,15 +45,15 @@ def global_addrs(ns, ifname="eth0") -> list[str]:
                   for a in e.get("addr_info", []) if a.get("scope") == "global")
 
 
-def test_add_check_del_every_version(frozen_plugins, host_ns, make_netns, data_dir):
-    for version in ALL_VERSIONS:
+def test_add_check_del_each_result_shape(frozen_plugins, host_ns, make_netns, data_dir):
+    for version in SHAPES:
         ctr = make_netns("pycni-ctr")
         conf = make_conf(version, data_dir / version)
         out = run(frozen_plugins, "ADD", conf, ctr, host_ns).ok().json
         assert out["cniVersion"] == version
         link = ctr.link("eth0")
         assert link["linkinfo"]["info_kind"] == "dummy" and "UP" in link["flags"]
-        assert link.get("txqlen") == 0  # as the reference's netlink library leaves it
+        assert link.get("txqlen", 0) == 0  # as the reference's netlink library leaves it (ip omits 0)
         assert global_addrs(ctr) == ["10.57.0.2/24", "fd57::2/64"]
         assert host_ns.links() == ["lo"]  # nothing on the host side
         if version in ("0.1.0", "0.2.0"):

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import ALL_VERSIONS, GO_VERSIONS, has_link_kind, is_root
+from conftest import has_link_kind, is_root
 
 pytestmark = [
     pytest.mark.needs_kernel_links,
@@ -19,6 +19,10 @@ pytestmark = [
 ]
 
 MASTER, PEER = "trunk0", "trunk1"
+# Under the VM's software emulation every call costs seconds: one version per result shape
+# (legacy ip4/ip6, 0.3/0.4 with ips[].version, 1.x); the shapes themselves are tested on the host.
+SHAPES = ("0.2.0", "0.4.0", "1.1.0")
+GO_SHAPES = ("0.2.0", "0.4.0", "1.0.0")
 NAME = "vlannet"
 VID = 42
 
@@ -70,8 +74,8 @@ def global_addrs(ns, ifname="eth0") -> list[str]:
                   for a in e.get("addr_info", []) if a.get("scope") == "global")
 
 
-def test_add_check_del_every_version(frozen_plugins, trunk, make_netns, data_dir):
-    for version in ALL_VERSIONS:
+def test_add_check_del_each_result_shape(frozen_plugins, trunk, make_netns, data_dir):
+    for version in SHAPES:
         ctr = make_netns("pycni-ctr")
         conf = make_conf(version, data_dir / version)
         out = run(frozen_plugins, "ADD", conf, ctr, trunk).ok().json
@@ -172,7 +176,7 @@ def mask(result: dict) -> dict:
 
 
 def test_same_as_go(frozen_plugins, go_plugins, trunk, make_netns, tmp_path):
-    for version in GO_VERSIONS:
+    for version in GO_SHAPES:
         states, results = [], []
         for plugins in (frozen_plugins, go_plugins):
             ctr = make_netns("pycni-ctr")
