@@ -24,33 +24,16 @@ if TYPE_CHECKING:
 
 from . import jsontext
 from .errors import INVALID_NETWORK_CONFIG, CNIError
-from .invoke import run_tool
+from .netfilter import CHAIN_PREFIX, chain_name, ipt_remove_chains, ipt_restore, ipt_save, quote, run
+from .netfilter import hex_digest as _hex
+from .netfilter import which as _which
 from .types import IPInterface
 
 IPTABLES, NFTABLES = "iptables", "nftables"
 BACKENDS = (IPTABLES, NFTABLES)
-CHAIN_PREFIX = "CNI-"
-MAX_CHAIN_LENGTH = 28  # iptables allows 28 characters for a chain name
 NFT_TABLE = "cni_plugins_masquerade"
 NFT_CHAIN = "postrouting"
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
-
-
-def _hex(algorithm: str, text: str) -> str:
-    import hashlib  # loads OpenSSL: only when rules are touched, not when a config is read
-
-    return hashlib.new(algorithm, text.encode()).hexdigest()
-
-
-def _which(tool: str) -> str | None:
-    import shutil  # several ms of imports: only when rules are touched
-
-    return shutil.which(tool)
-
-
-def chain_name(network: str, container_id: str) -> str:
-    digest = _hex("sha512", network + container_id)
-    return CHAIN_PREFIX + digest[: MAX_CHAIN_LENGTH - len(CHAIN_PREFIX)]
 
 
 def rule_comment(network: str, container_id: str) -> str:
@@ -81,11 +64,7 @@ def choose_backend(requested: str) -> str:
 
 
 def _run(cmd: Sequence[str], stdin: str = "") -> str:
-    return run_tool(list(cmd), stdin, "masquerade")
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return run(cmd, stdin, "masquerade")
 
 
 def _families(ips: Iterable[IPInterface]) -> set:
@@ -95,57 +74,31 @@ def _families(ips: Iterable[IPInterface]) -> set:
 # ---- iptables -------------------------------------------------------------------
 
 
-def _ipt(family: int, tool: str) -> str:
-    return ("ip6tables-" if family == 6 else "iptables-") + tool
-
-
 def _ipt_setup(network: str, container_id: str, ips: list[IPInterface]) -> None:
     chain = chain_name(network, container_id)
-    comment = _quote(rule_comment(network, container_id))
+    comment = quote(rule_comment(network, container_id))
     for family in sorted(_families(ips)):
         mine = [ip for ip in ips if ip.version == family]
-        lines = ["*nat", f":{chain} - [0:0]"]
+        lines = [f":{chain} - [0:0]"]
         for ip in mine:
             lines.append(f"-A {chain} -d {ip.network} -j ACCEPT -m comment --comment {comment}")
         lines.append(f"-A {chain} ! -d {MULTICAST[family]} -j MASQUERADE -m comment --comment {comment}")
         for ip in mine:
             lines.append(f"-A POSTROUTING -s {ip.ip}/{ip.max_prefixlen} -j {chain} -m comment --comment {comment}")
-        lines.append("COMMIT")
-        _run([_ipt(family, "restore"), "-w", "--noflush"], "\n".join(lines) + "\n")
-
-
-def _ipt_rules(family: int) -> list[str]:
-    if _which(_ipt(family, "save")) is None:
-        return []
-    return _run([_ipt(family, "save"), "-t", "nat"]).splitlines()
-
-
-def _ipt_remove_chains(family: int, chains: set[str], saved: list[str]) -> None:
-    existing = {line[1:].split()[0] for line in saved if line.startswith(":")}
-    doomed = chains & existing
-    jumps = [line for line in saved
-             if line.startswith("-A ") and any(line.endswith(f"-j {c}") for c in chains)]
-    if not doomed and not jumps:
-        return
-    lines = ["*nat"]
-    lines += ["-D " + line[3:] for line in jumps]
-    lines += [f"-F {c}" for c in sorted(doomed)]
-    lines += [f"-X {c}" for c in sorted(doomed)]
-    lines.append("COMMIT")
-    _run([_ipt(family, "restore"), "-w", "--noflush"], "\n".join(lines) + "\n")
+        ipt_restore(family, lines, what="masquerade")
 
 
 def _ipt_teardown(network: str, container_id: str) -> None:
     chain = chain_name(network, container_id)
     for family in (4, 6):
-        _ipt_remove_chains(family, {chain}, _ipt_rules(family))
+        ipt_remove_chains(family, {chain}, ipt_save(family, what="masquerade"), "masquerade")
 
 
 def _ipt_gc(network: str, keep: set[str]) -> None:
     keep_chains = {chain_name(network, cid) for cid in keep}
     marker = f'--comment "name: \\"{network}\\" id: '
     for family in (4, 6):
-        saved = _ipt_rules(family)
+        saved = ipt_save(family, what="masquerade")
         stale = set()
         for line in saved:
             if line.startswith("-A POSTROUTING ") and marker in line:
@@ -153,7 +106,7 @@ def _ipt_gc(network: str, keep: set[str]) -> None:
                 if target.startswith(CHAIN_PREFIX) and target not in keep_chains:
                     stale.add(target)
         if stale:
-            _ipt_remove_chains(family, stale, saved)
+            ipt_remove_chains(family, stale, saved, "masquerade")
 
 
 # ---- nftables -------------------------------------------------------------------
@@ -169,7 +122,7 @@ def _nft_setup(network: str, container_id: str, ips: list[IPInterface]) -> None:
         fam = "ip" if ip.version == 4 else "ip6"
         lines.append(
             f"add rule inet {NFT_TABLE} {NFT_CHAIN} {fam} saddr {ip.ip} {fam} daddr != {ip.network} "
-            f"{fam} daddr != {MULTICAST[ip.version]} masquerade comment {_quote(comment)}")
+            f"{fam} daddr != {MULTICAST[ip.version]} masquerade comment {quote(comment)}")
     _run(["nft", "-f", "-"], "\n".join(lines) + "\n")
 
 
