@@ -16,8 +16,10 @@ PLUGINS = {
     "ptp": "plugins.main.ptp",
     "vlan": "plugins.main.vlan",
     "dummy": "plugins.main.dummy",
+    "loopback": "plugins.main.loopback",
     "host-local": "plugins.ipam.host_local",
     "dhcp": "plugins.ipam.dhcp",
+    "portmap": "plugins.meta.portmap",
     # Not a plugin: the runtime-side tool; its module exposes cli(args) only.
     "cnitool": "cni.runtime.cnitool",
 }
