@@ -105,3 +105,36 @@ def nft_apply(commands: Iterable[str], what: str = "") -> None:
     script = "".join(line + "\n" for line in commands)
     if script:
         run(["nft", "-f", "-"], script, what)
+
+
+# ---- one writer at a time ---------------------------------------------------------
+
+LOCK_PATH = "/run/pycni-netfilter.lock"
+
+
+class locked:
+    """`with locked():` serialises read-modify-write of shared chains between plugin processes.
+
+    A shared chain is declared in a restore only when a save showed it missing,
+    and declaring an existing chain flushes it: two ADDs racing between save and
+    restore would wipe each other's jumps. (Not a context manager from contextlib:
+    that import costs every exec.)
+    """
+
+    def __init__(self, path: str = LOCK_PATH) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        import fcntl
+        import os
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        import os
+
+        if self.fd >= 0:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = -1
