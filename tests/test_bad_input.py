@@ -23,7 +23,7 @@ from reliability_env import no_traceback, state, uplink, wait_settled
 
 pytestmark = needs_root
 
-ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-local", "dhcp")
+ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-local", "dhcp", "loopback", "portmap")
 MAIN = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy")
 # Plugins whose links this kernel may lack: their base ADD reaches the kernel and fails there.
 KERNEL_KINDS = {"ipvlan": "ipvlan", "vlan": "vlan", "dummy": "dummy"}
@@ -71,6 +71,12 @@ def base(plugin: str, w: World) -> dict:
         conf.update(master="uplink0", vlanId=5)
     elif plugin == "dhcp":
         conf["ipam"] = {"type": "dhcp", "daemonSocketPath": str(w.tmp / "no-daemon.sock")}
+    elif plugin == "portmap":
+        conf.update(capabilities={"portMappings": True},
+                    runtimeConfig={"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
+                    prevResult={"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": w.ctr.path}],
+                                "ips": [{"address": "10.66.0.2/24", "interface": 0},
+                                        {"address": "fd66::2/64", "interface": 0}]})
     return conf
 
 
@@ -95,6 +101,13 @@ def top(**changes) -> Callable:
 def in_ipam(**changes) -> Callable:
     def edit(conf: dict, w: World) -> dict:
         _apply(conf["ipam"], changes)
+        return conf
+    return edit
+
+
+def in_mapping(**changes) -> Callable:
+    def edit(conf: dict, w: World) -> dict:
+        _apply(conf["runtimeConfig"]["portMappings"][0], changes)
         return conf
     return edit
 
@@ -193,6 +206,26 @@ CASES = [
     Case("vlanid-string", ("vlan",), 7, top(vlanId="5")),
     Case("ipam-missing", ("vlan", "dummy"), 7, top(ipam=DELETE)),
     Case("mac-invalid", ("bridge", "macvlan"), 7, top(runtimeConfig={"mac": "zz:00:00:00:00:01"})),
+    # -- portmap: the mappings and the keys around them; nothing may be written
+    Case("portmap-no-prevresult", ("portmap",), 7, top(prevResult=DELETE)),
+    Case("portmap-hostport-zero", ("portmap",), 7, in_mapping(hostPort=0)),
+    Case("portmap-hostport-70000", ("portmap",), 7, in_mapping(hostPort=70000)),
+    Case("portmap-hostport-string", ("portmap",), 7, in_mapping(hostPort="8080")),
+    Case("portmap-hostport-missing", ("portmap",), 7, in_mapping(hostPort=DELETE)),
+    Case("portmap-containerport-negative", ("portmap",), 7, in_mapping(containerPort=-80)),
+    Case("portmap-protocol-icmp", ("portmap",), 7, in_mapping(protocol="icmp")),
+    Case("portmap-protocol-missing", ("portmap",), 7, in_mapping(protocol=DELETE)),
+    Case("portmap-hostip-garbage", ("portmap",), 7, in_mapping(hostIP="10.0.0.300")),
+    Case("portmap-hostip-number", ("portmap",), 7, in_mapping(hostIP=10)),
+    Case("portmap-mapping-not-an-object", ("portmap",), 7, top(runtimeConfig={"portMappings": [8080]})),
+    Case("portmap-mappings-not-a-list", ("portmap",), 7, top(runtimeConfig={"portMappings": {"hostPort": 1}})),
+    Case("portmap-markbit-32", ("portmap",), 7, top(markMasqBit=32)),
+    Case("portmap-markbit-and-external-chain", ("portmap",), 7, top(markMasqBit=14, externalSetMarkChain="KUBE-MARK-MASQ")),
+    Case("portmap-backend-unknown", ("portmap",), 7, top(backend="pf")),
+    Case("portmap-nft-conditions-on-iptables", ("portmap",), 7, top(backend="iptables", conditionsV4=["ip saddr 1.2.3.4"])),
+    Case("portmap-external-chain-on-nftables", ("portmap",), 7, top(backend="nftables", externalSetMarkChain="X")),
+    Case("portmap-snat-string", ("portmap",), 7, top(snat="false")),
+    Case("portmap-conditions-not-strings", ("portmap",), 7, top(conditionsV4=[1, 2])),
     # -- the ipam object
     Case("ipam-not-an-object", ALL, 7, top(ipam="host-local")),
     Case("ipam-type-number", ALL, 7, in_ipam(type=5)),
