@@ -301,10 +301,10 @@ def test_outside_k3s_our_names_replace_whatever_is_there(release, tmp_path):
     prefix.mkdir()
     (prefix / "bridge").write_text("#!/bin/sh\nexit 3\n")
     (prefix / "bridge").chmod(0o755)
-    (prefix / "loopback").write_text("#!/bin/sh\nexit 0\n")
+    (prefix / "flannel").write_text("#!/bin/sh\nexit 0\n")
     release.install("--prefix", str(prefix))
     assert os.readlink(prefix / "bridge") == "pycni"
-    assert (prefix / "loopback").read_text() == "#!/bin/sh\nexit 0\n", "a plugin we do not ship was touched"
+    assert (prefix / "flannel").read_text() == "#!/bin/sh\nexit 0\n", "a plugin we do not ship was touched"
 
 
 def test_only_installs_the_names_given_and_the_runtime(release, tmp_path):
@@ -320,8 +320,8 @@ def test_only_installs_the_names_given_and_the_runtime(release, tmp_path):
 def test_uninstall_removes_ours_and_nothing_else(release, tmp_path):
     prefix = tmp_path / "cni-bin"
     prefix.mkdir()
-    (prefix / "portmap").write_text("#!/bin/sh\n")
-    os.symlink("portmap", prefix / "tuning")
+    (prefix / "flannel").write_text("#!/bin/sh\n")
+    os.symlink("flannel", prefix / "flannel-link")
     release.install("--prefix", str(prefix))
     out = release.install("--prefix", str(prefix), "--uninstall", "--only", "ptp,bridge").stdout.decode()
     assert "removed ptp" in out and "runtime kept" in out
@@ -330,7 +330,7 @@ def test_uninstall_removes_ours_and_nothing_else(release, tmp_path):
     for name in version_of_every_plugin_but:
         assert run([prefix / name], plain_env(CNI_COMMAND="VERSION"), b"{}").returncode == 0, name
     release.install("--prefix", str(prefix), "--uninstall")
-    assert sorted(p.name for p in prefix.iterdir()) == ["portmap", "tuning"]
+    assert sorted(p.name for p in prefix.iterdir()) == ["flannel", "flannel-link"]
 
 
 def test_upgrade_keeps_the_previous_runtime_and_removes_older_ones(release, tmp_path):
