@@ -13,7 +13,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
-from .invoke import run_tool
+from .invoke import find_executable, run_tool
 
 CHAIN_PREFIX = "CNI-"
 MAX_CHAIN_LENGTH = 28  # iptables allows 28 characters for a chain name
@@ -26,9 +26,7 @@ def hex_digest(algorithm: str, text: str) -> str:
 
 
 def which(tool: str) -> str | None:
-    import shutil  # several ms of imports: only when rules are touched
-
-    return shutil.which(tool)
+    return find_executable(tool)
 
 
 def chain_name(network: str, container_id: str, prefix: str = "") -> str:

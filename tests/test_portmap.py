@@ -342,3 +342,28 @@ def test_backend_is_nftables_when_only_nft_is_installed(plugins, make_netns, tmp
     assert len(nft_rules(host)) == 10 and dn_chains(host) == []
     run(plugins, "DEL", conf, host, env={"PATH": str(tmp_path)}).ok()
     assert nft_rules(host) == []
+
+
+# ---- the exec stays light -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_add_and_del_import_neither_json_nor_re(make_netns, backend):
+    import json
+    import os
+
+    from conftest import ROOT
+
+    host = fake_node(make_netns)
+    conf = portmap_conf("1.0.0", fake_prev("1.0.0", "/run/netns/x"), backend=backend)
+    # -c rather than -m: Python 3.9's runpy imports typing and re itself (see test_jsontext)
+    code = "import sys; sys.argv = ['portmap']; from plugins.multicall import main; main()"
+    for command in ("ADD", "DEL"):
+        env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID="light", CNI_NETNS="/run/netns/x",
+                   CNI_IFNAME="eth0", CNI_PATH="/nonexistent")
+        out = subprocess.run(["ip", "netns", "exec", host.name, sys.executable, "-S", "-X", "importtime", "-c", code],
+                             cwd=ROOT, env=env, input=json.dumps(conf).encode(), capture_output=True)
+        assert out.returncode == 0, out.stdout
+        imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.decode().splitlines() if "|" in line}
+        assert "cni.portmap" in imported
+        assert imported & {"json", "re", "typing", "dataclasses"} == set(), command
