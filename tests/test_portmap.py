@@ -367,3 +367,36 @@ def test_add_and_del_import_neither_json_nor_re(make_netns, backend):
         imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.decode().splitlines() if "|" in line}
         assert "cni.portmap" in imported
         assert imported & {"json", "re", "typing", "dataclasses"} == set(), command
+
+
+# ---- parallel calls ---------------------------------------------------------------------------
+
+
+def test_parallel_adds_and_dels_keep_every_container(plugins, make_netns):
+    """The shared chains are created once and no ADD wipes another's jumps (the lock file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    host = fake_node(make_netns)
+    cids = [f"par{i}" for i in range(12)]
+
+    def call(command: str, cid: str, index: int):
+        prev = fake_prev("1.0.0", "/run/netns/x")
+        prev["ips"] = [dict(ip, address=ip["address"].replace(".2/", f".{index + 10}/").replace("::2/", f"::{index + 10}/"))
+                       for ip in prev["ips"]]
+        mappings = [{"hostPort": 9000 + index, "containerPort": 80, "protocol": "tcp"}]
+        return run(plugins, command, portmap_conf("1.0.0", prev, mappings=mappings), host,
+                   netns="/run/netns/x" if command == "ADD" else "", cid=cid)
+
+    with ThreadPoolExecutor(12) as pool:
+        for out in pool.map(lambda a: call("ADD", *a), [(c, i) for i, c in enumerate(cids)]):
+            out.ok()
+    from cni.portmap.iptables import dnat_chain
+
+    for family in (4, 6):
+        jumps = [l for l in nat(host, family) if l.startswith("-A CNI-HOSTPORT-DNAT ")]
+        assert sorted(l.rsplit(" ", 1)[1] for l in jumps) == sorted(dnat_chain(NET, c) for c in cids)
+        assert sum(l.startswith("-A PREROUTING ") for l in nat(host, family)) == 1
+    with ThreadPoolExecutor(12) as pool:
+        for out in pool.map(lambda a: call("DEL", *a), [(c, i) for i, c in enumerate(cids)]):
+            out.ok()
+    assert dn_chains(host) == []
