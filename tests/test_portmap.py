@@ -56,20 +56,24 @@ threading.Event().wait()
 CLIENT = r"""
 import socket, sys
 proto, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+source_port, timeout = int(sys.argv[4]), float(sys.argv[5])
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 try:
     if proto == "tcp":
-        s = socket.create_connection((host, port), timeout=2); print(s.recv(100).decode())
+        s = socket.create_connection((host, port), timeout=timeout); print(s.recv(100).decode())
     else:
-        s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(2); s.sendto(b"hi", (host, port))
+        s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(timeout)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", source_port))
+        s.sendto(b"hi", (host, port))
         print(s.recvfrom(100)[0].decode())
 except OSError as exc:
     print("failed", exc)
 """
 
 
-def reach(ns, proto: str, host: str, port: int) -> str:
-    return ns.run(sys.executable, "-c", CLIENT, proto, host, str(port)).stdout.strip()
+def reach(ns, proto: str, host: str, port: int, *, source_port: int = 0, timeout: float = 2) -> str:
+    return ns.run(sys.executable, "-c", CLIENT, proto, host, str(port), str(source_port), str(timeout)).stdout.strip()
 
 
 def host_netns(make_netns):
@@ -193,6 +197,40 @@ def test_traffic_through_bridge_and_portmap(plugins, make_netns, server, data_di
         assert reach(host, "tcp", HOST4, 8080).startswith("failed")
         assert dn_chains(host) == [] and not [l for l in nft_rules(host) if '"ctr1"' in l]
     finally:
+        plugins.run("bridge", "DEL", bconf, netns=ctr.path, in_netns=host.path).ok()
+
+
+HOST_UDP = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 8053))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(100); s.sendto(b"host", a)
+"""
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_stale_udp_flow_is_forgotten(plugins, make_netns, server, data_dir, backend):
+    """A UDP flow to the host port tracked before the mapping would keep going where it went: ADD deletes it."""
+    host, ctr = host_netns(make_netns), server
+    bconf = bridge_conf("1.0.0", data_dir)
+    prev = plugins.run("bridge", "ADD", bconf, netns=ctr.path, in_netns=host.path).ok().json
+    listener = subprocess.Popen(["ip", "netns", "exec", host.name, sys.executable, "-c", HOST_UDP],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        # A conntrack user: from now on the kernel tracks the node's flows (a real node always does).
+        host.run("iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT")
+        # Before the mapping a service of the host answers; the flow is tracked.
+        assert reach(host, "udp", HOST4, 8053, source_port=41053) == "host"
+        conf = portmap_conf("1.0.0", prev, backend=backend)
+        run(plugins, "ADD", conf, host, netns=ctr.path).ok()
+        # The same flow (same source port) now reaches the container.
+        assert reach(host, "udp", HOST4, 8053, source_port=41053) == f"udp {HOST4}"
+        run(plugins, "DEL", conf, host).ok()
+    finally:
+        listener.kill()
+        listener.wait()
         plugins.run("bridge", "DEL", bconf, netns=ctr.path, in_netns=host.path).ok()
 
 

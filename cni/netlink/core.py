@@ -198,10 +198,13 @@ def _ext_ack_message(body: bytes, msg_flags: int) -> str:
 
 
 class Socket:
-    """One NETLINK_ROUTE socket, bound to the netns at `netns` (or the current one).
+    """One netlink socket (NETLINK_ROUTE unless a subclass says otherwise), bound to
+    the netns at `netns` (or the current one).
 
     The object operations (cni.netlink.link, addr, route, bridge) are mixins over it.
     """
+
+    PROTOCOL = NETLINK_ROUTE
 
     def __init__(self, netns: str | None = None) -> None:
         self._seq = 0
@@ -215,9 +218,8 @@ class Socket:
         else:
             self._sock = self._open()
 
-    @staticmethod
-    def _open() -> socket.socket:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    def _open(self) -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, self.PROTOCOL)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCK_RCVBUF)
             for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
