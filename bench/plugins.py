@@ -93,6 +93,19 @@ CASES = [
          netns=True,
          host_setup=[["ip", "link", "add", "bench-m0", "type", "veth", "peer", "name", "bench-m1"],
                      ["ip", "link", "set", "bench-m0", "up"]]),
+    # Go's loopback, like its host-local, does little but start: a start-up measure.
+    Case("loopback", "loopback", lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "loopback"},
+         netns=True, delegates=(), startup_only=("ADD", "DEL")),
+    # The chained call alone, as a runtime makes it after bridge: dual stack, two mappings.
+    # (Go's CHECK fails here, looking for each family's rules in both tables: no CHECK ratio.)
+    Case("portmap", "portmap",
+         lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "portmap",
+                    "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                                                       {"hostPort": 8053, "containerPort": 53, "protocol": "udp"}]},
+                    "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/run/netns/c"}],
+                                   "ips": [{"address": "10.77.0.2/16", "interface": 0},
+                                           {"address": "fd77::2/64", "interface": 0}]}},
+         netns=True, delegates=()),
 ]
 
 
