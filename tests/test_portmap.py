@@ -169,11 +169,19 @@ def server(container_ns):
         proc.wait()
 
 
-@pytest.mark.parametrize("backend", ["iptables", "nftables"])
-def test_traffic_through_bridge_and_portmap(plugins, make_netns, server, data_dir, backend):
+def ptp_conf(version: str, data_dir) -> dict:
+    conf = bridge_conf(version, data_dir)
+    for key in ("bridge", "isGateway"):
+        del conf[key]
+    return dict(conf, type="ptp")
+
+
+@pytest.mark.parametrize("main,backend", [("bridge", "iptables"), ("bridge", "nftables"), ("ptp", "iptables")])
+def test_traffic_through_bridge_or_ptp_and_portmap(plugins, make_netns, server, data_dir, main, backend):
     host, ctr = host_netns(make_netns), server
-    bconf = bridge_conf("1.0.0", data_dir)
-    prev = plugins.run("bridge", "ADD", bconf, netns=ctr.path, in_netns=host.path).ok().json
+    bconf = (bridge_conf if main == "bridge" else ptp_conf)("1.0.0", data_dir)
+    prev = plugins.run(main, "ADD", bconf, netns=ctr.path, in_netns=host.path).ok().json
+    host_side = BRIDGE if main == "bridge" else prev["interfaces"][0]["name"]
     wait_settled(host)  # the gateway's IPv6 address leaves DAD
     conf = portmap_conf("1.0.0", prev, backend=backend)
     try:
@@ -187,9 +195,9 @@ def test_traffic_through_bridge_and_portmap(plugins, make_netns, server, data_di
         assert reach(host, "tcp", HOST6, 8082) == f"tcp {HOST6}"
         assert reach(host, "udp", HOST4, 8053) == f"udp {HOST4}"
         assert reach(host, "udp", HOST6, 8053) == f"udp {HOST6}"
-        # Hairpin through 127.0.0.1: DNAT in OUTPUT, masqueraded, route_localnet on the bridge.
+        # Hairpin through 127.0.0.1: DNAT in OUTPUT, masqueraded, route_localnet on the bridge (ptp: the veth).
         assert reach(host, "tcp", "127.0.0.1", 8080) == f"tcp {gateway}"
-        assert localnet(host)[f"/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet"] == "1"
+        assert localnet(host)[f"/proc/sys/net/ipv4/conf/{host_side}/route_localnet"] == "1"
         # A host address mapping serves that address only.
         assert reach(host, "tcp", HOST4, 8082).startswith("failed")
         # DEL as containerd sends it: no netns, no prevResult.
@@ -197,7 +205,7 @@ def test_traffic_through_bridge_and_portmap(plugins, make_netns, server, data_di
         assert reach(host, "tcp", HOST4, 8080).startswith("failed")
         assert dn_chains(host) == [] and not [l for l in nft_rules(host) if '"ctr1"' in l]
     finally:
-        plugins.run("bridge", "DEL", bconf, netns=ctr.path, in_netns=host.path).ok()
+        plugins.run(main, "DEL", bconf, netns=ctr.path, in_netns=host.path).ok()
 
 
 HOST_UDP = r"""
