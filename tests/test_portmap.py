@@ -261,6 +261,42 @@ def test_iptables_side_by_side_with_go_every_version(plugins, go_plugins, make_n
         assert states[0] == states[1], version
 
 
+MANY = [{"hostPort": 10000 + i, "containerPort": 80, "protocol": "tcp"} for i in range(17)]
+
+
+@pytest.mark.parametrize("extra", [
+    {"snat": False},
+    {"markMasqBit": 5},
+    {"externalSetMarkChain": "KUBE-MARK-MASQ"},
+    {"conditionsV4": ["!", "-s", "198.51.100.0/24"], "conditionsV6": ["-s", "fd00::/8"]},
+    {"runtimeConfig": {"portMappings": MANY}},  # multiport takes 15 ports a rule
+], ids=["no-snat", "mark-bit-5", "external-mark-chain", "conditions", "17-ports"])
+def test_iptables_keys_side_by_side_with_go(plugins, go_plugins, make_netns, extra):
+    states = []
+    for side in (plugins, go_plugins):
+        host = fake_node(make_netns)
+        for tool in ("iptables", "ip6tables"):
+            host.run(tool, "-t", "nat", "-N", "KUBE-MARK-MASQ")
+        conf = dict(portmap_conf("1.0.0", fake_prev("1.0.0", "/run/netns/x")), **extra)
+        run(side, "ADD", conf, host, netns="/run/netns/x").ok()
+        added = (nat(host, 4), nat(host, 6))
+        run(side, "DEL", conf, host).ok()
+        states.append((added, nat(host, 4), nat(host, 6)))
+        host.remove()
+    assert states[0] == states[1]
+
+
+def test_masq_all_marks_every_mapped_connection(plugins, make_netns):
+    """masqAll (newer than Debian's 1.1.1): the mark rule matches any source, and no localhost rule is needed."""
+    host = fake_node(make_netns)
+    conf = dict(portmap_conf("1.0.0", fake_prev("1.0.0", "/run/netns/x"), mappings=MAPPINGS[:1]), masqAll=True)
+    run(plugins, "ADD", conf, host, netns="/run/netns/x").ok()
+    for family, target in ((4, "10.88.0.2:80"), (6, "[fd88::2]:80")):
+        rules = [l.split(" ", 2)[2] for l in nat(host, family) if l.startswith("-A CNI-DN-")]
+        assert rules == ["-p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK",
+                         f"-p tcp -m tcp --dport 8080 -j DNAT --to-destination {target}"]
+
+
 def test_interoperates_with_go(plugins, go_plugins, make_netns):
     """Same chains: either plugin's DEL removes the other's rules; our CHECK accepts Go's.
 

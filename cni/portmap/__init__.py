@@ -73,10 +73,13 @@ def parse_mappings(items: list) -> list[PortMapping]:
 
 
 def _conditions_backend(conditions: list[str]) -> str:
-    """iptables matches start with a hyphen ("-d", "-m"); nftables expressions never do."""
+    """iptables matches start with a hyphen ("-d", "-m") or a negation ("!", "-s"); nftables expressions never do.
+
+    (The reference takes a leading "!" for nftables, and so refuses negated iptables conditions.)
+    """
     if not conditions or not conditions[0]:
         return ""
-    return IPTABLES if conditions[0].startswith("-") else NFTABLES
+    return IPTABLES if conditions[0].startswith("-") or conditions[0] == "!" else NFTABLES
 
 
 def detect_backend() -> str:
