@@ -179,6 +179,32 @@ def teardown(network: str, container_id: str) -> None:
         _nft_teardown(network, container_id)
 
 
+def iptables_chains() -> list[tuple[int, str, str, str]]:
+    """Every per-container chain jumped to from POSTROUTING: (family, chain, network, container ID).
+
+    Read-only (iptables-save); only chains named as `chain_name` names them count,
+    so another tool's rules with a similar comment are not taken for ours.
+    """
+    import re
+
+    comment = re.compile(r'--comment "name: \\"(.*?)\\" id: \\"(.*?)\\""')
+    found = []
+    for family in (4, 6):
+        for line in _ipt_rules(family):
+            if not line.startswith("-A POSTROUTING ") or "-j " + CHAIN_PREFIX not in line:
+                continue
+            match = comment.search(line)
+            target = line.rsplit("-j ", 1)[-1].strip()
+            if match and target == chain_name(match.group(1), match.group(2)):
+                found.append((family, target, match.group(1), match.group(2)))
+    return found
+
+
+def nft_rule_comments() -> list[str]:
+    """The comments of our nftables masquerade rules (read-only)."""
+    return [str(r.get("comment", "")) for r in _nft_rules() if r.get("comment")]
+
+
 def gc(network: str, keep_container_ids: set[str]) -> None:
     """Remove the masquerade rules of `network` for containers not in `keep_container_ids`."""
     if _which("iptables-save"):

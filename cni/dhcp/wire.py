@@ -55,7 +55,7 @@ def request(socket_path: str, op: str, params: dict, timeout: float) -> dict:
             raise _unreachable(socket_path, exc) from None
         try:
             sock.sendall(encode({MARK: VERSION, "op": op, "params": params}))
-            line = _read_line(sock)
+            line = read_line(sock)
         except socket.timeout:
             raise CNIError(TRY_AGAIN_LATER, f"the dhcp daemon on {socket_path} did not answer within {timeout:g}s",
                            f"op {op}") from None
@@ -66,7 +66,7 @@ def request(socket_path: str, op: str, params: dict, timeout: float) -> dict:
     return decode_answer(line, socket_path)
 
 
-def _read_line(sock: socket.socket) -> bytes:
+def read_line(sock: socket.socket) -> bytes:
     chunks = []
     size = 0
     while True:

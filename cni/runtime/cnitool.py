@@ -3,6 +3,7 @@
     cnitool add|check|del <network> <netns path>
     cnitool gc|status <network> [<netns path>]
     cnitool list
+    cnitool doctor [--json] [--root DIR] [--bin-dir DIR] [--conf-dir DIR] [--kernel]
 
 Environment, as the upstream tool reads it: NETCONFPATH (default
 /etc/cni/net.d), CNI_PATH, CNI_ARGS (K=V;K=V), CAP_ARGS (a JSON object of
@@ -12,7 +13,8 @@ absolute netns path.
 
 pycni additions: CNI_CONTAINERID overrides that container ID (the scripts pass
 the runtime's own), CNI_CACHE_DIR moves the result cache (default
-/var/lib/cni), and `list` prints the network names of NETCONFPATH in file order.
+/var/lib/cni), `list` prints the network names of NETCONFPATH in file order,
+and `doctor` examines the node's CNI setup (cni/runtime/doctor.py).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def usage(prog: str = "cnitool") -> str:
     for cmd in NETWORK_COMMANDS:
         lines.append(f"  {prog} {cmd:<6} <net>")
     lines.append(f"  {prog} list")
+    lines.append(f"  {prog} doctor [--json] [--root DIR] [--bin-dir DIR] [--conf-dir DIR] [--kernel]")
     lines.append("options: -i, --ifname NAME   interface name (default: $CNI_IFNAME or eth0)")
     return "\n".join(lines) + "\n"
 
@@ -91,6 +94,8 @@ def _split_options(args: list[str]) -> tuple[list[str], str]:
 
 
 def run(args: list[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    if args[:1] == ["doctor"]:
+        return run_doctor(args[1:], environ, out, err)
     try:
         positional, ifname = _split_options(args)
     except UsageError as exc:
@@ -141,6 +146,21 @@ def run(args: list[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -
             traceback.print_exc(file=err)
         err.write(f"cnitool: unexpected {type(exc).__name__}: {exc}\n")
         return 1
+
+
+def run_doctor(args: list[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    """The doctor is imported only for its own subcommand: the other commands stay as light."""
+    from .doctor import ERROR, main
+
+    try:
+        return main(args, environ, out, err)
+    except Exception as exc:  # exit 2 (could not inspect), never a traceback unless asked for
+        if environ.get("PYCNI_DEBUG"):
+            import traceback
+
+            traceback.print_exc(file=err)
+        err.write(f"cnitool doctor: unexpected {type(exc).__name__}: {exc}\n")
+        return ERROR
 
 
 def runtime_conf(netns: str, ifname: str, environ: Mapping[str, str]) -> RuntimeConf:

@@ -57,6 +57,27 @@ def args_text(pairs: list[tuple[str, str]]) -> str:
     return ";".join(f"{k}={v}" for k, v in pairs)
 
 
+# What a runtime sends with VERSION: its own newest spec version.
+VERSION_REQUEST = go_json({"cniVersion": versions.CURRENT})
+
+
+def supported_versions(plugin_type: str, out: bytes) -> list[str]:
+    """The spec versions in a VERSION answer (a plugin that predates VERSION supports 0.1.0)."""
+    try:
+        info = json.loads(out)
+    except ValueError:
+        raise CNIError(INTERNAL, f'plugin "{plugin_type}": unreadable VERSION output', out[:200].decode(
+            errors="replace")) from None
+    if not isinstance(info, dict):
+        raise CNIError(INTERNAL, f'plugin "{plugin_type}": VERSION output is not an object')
+    supported = info.get("supportedVersions")
+    if supported is None and info.get("cniVersion") in (None, "", "0.1.0"):
+        return ["0.1.0"]
+    if not isinstance(supported, list) or not all(isinstance(v, str) for v in supported):
+        raise CNIError(INTERNAL, f'plugin "{plugin_type}": supportedVersions must be a list of strings')
+    return supported
+
+
 class Runtime:
     """Plugins found in `path`, results cached under `cache_dir`."""
 
@@ -215,20 +236,7 @@ class Runtime:
         path = find_plugin(plugin_type, self.path)
         env = self._environ("VERSION", RuntimeConf(netns="dummy", ifname="dummy"))
         env["CNI_PATH"] = env["CNI_PATH"] or "dummy"
-        out = exec_plugin(path, env, go_json({"cniVersion": versions.CURRENT}))
-        try:
-            info = json.loads(out)
-        except ValueError:
-            raise CNIError(INTERNAL, f'plugin "{plugin_type}": unreadable VERSION output', out[:200].decode(
-                errors="replace")) from None
-        if not isinstance(info, dict):
-            raise CNIError(INTERNAL, f'plugin "{plugin_type}": VERSION output is not an object')
-        supported = info.get("supportedVersions")
-        if supported is None and info.get("cniVersion") in (None, "", "0.1.0"):
-            return ["0.1.0"]
-        if not isinstance(supported, list) or not all(isinstance(v, str) for v in supported):
-            raise CNIError(INTERNAL, f'plugin "{plugin_type}": supportedVersions must be a list of strings')
-        return supported
+        return supported_versions(plugin_type, exec_plugin(path, env, VERSION_REQUEST))
 
     def validate(self, net: NetworkList) -> list[str]:
         """Every plugin exists and supports the list's version; returns the list's capabilities."""
