@@ -94,8 +94,8 @@ def k3s_node(root: Path) -> Path:
         {"type": "ipvlan", "master": "eth1", "ipam": {"type": "host-local", "subnet": "10.11.0.0/24"}}]})
     # host-local's store: one reservation of a live container, one of a container long gone.
     leases = root / "var/lib/cni/networks/macnet"
-    write(leases / "10.10.0.5", "live-ctr\r\neth0")
-    write(leases / "10.10.0.6", "gone-ctr\r\nnet1")
+    write(leases / "10.10.0.5", "live-ctr\r\neth0", 0o600)  # host-local's modes
+    write(leases / "10.10.0.6", "gone-ctr\r\nnet1", 0o600)
     write(leases / "last_reserved_ip.0", "10.10.0.6")
     write(leases / "lock", "")
     entry = {"kind": "cniCacheV1", "containerId": "live-ctr", "config": "", "ifName": "eth0",
@@ -325,7 +325,7 @@ def test_broken_file_first_blocks_containerd_and_the_rest_is_checked(tmp_path):
 def test_empty_node_and_missing_root(tmp_path):
     (tmp_path / "empty").mkdir()
     status, report = Doctor("source").report(tmp_path / "empty")
-    assert status == 1 and kinds(report) == {("no-config", "", ""), ("no-plugin-dir", "", "")}
+    assert status == 1 and kinds(report) == {("no-config", "", "")}
     assert report["setups"][0]["runtime"] == "default"
     p = Doctor("source").run("--root", str(tmp_path / "nowhere"))
     assert p.returncode == 2 and "cannot inspect" in p.stdout
@@ -352,21 +352,35 @@ def test_environment_and_podman_and_crio_setups(tmp_path):
                       ("podman", ["/usr/libexec/cni"], "/etc/cni/net.d")]
 
 
-def test_not_root_reports_what_it_could_not_check(tmp_path):
+@pytest.fixture
+def shared_tmp():
+    """A directory another user can enter (pytest's own tmp_path is root's alone)."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="pycni-doctor-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_not_root_reports_what_it_could_not_check(shared_tmp):
     if not is_root():
         pytest.skip("needs root to switch to another user")
-    root = k3s_node(tmp_path / "node")
-    os.chmod(tmp_path, 0o755)
-    for d in (root, *root.rglob("*")):
-        if d.is_dir() and not d.is_symlink():
-            d.chmod(0o755)
-    os.chmod(root / "var/lib/cni/results", 0o700)
+    root = k3s_node(shared_tmp / "node")
+    os.chmod(root / "var/lib/cni/results", 0o700)  # as libcni makes it
     p = Doctor("source").run("--root", str(root), "--json", user=65534)
     assert p.stderr == ""
     report = json.loads(p.stdout)
     assert p.returncode == 1 and kinds(report) == EXPECTED - {("stale-reservation", "macnet", "")}
-    assert {"what": "stale state", "why": report["notChecked"][-1]["why"]} in report["notChecked"]
-    assert "needs root" in report["notChecked"][-1]["why"]
+    assert report["notChecked"] == [
+        {"what": "stale state", "why": "the result cache /var/lib/cni/results cannot be read (needs root)"}]
+    # readable cache, unreadable leases: the reservations themselves are what is not checked
+    os.chmod(root / "var/lib/cni/results", 0o755)
+    os.chmod(root / "var/lib/cni/results/macnet-live-ctr-eth0", 0o644)
+    report = json.loads(Doctor("source").run("--root", str(root), "--json", user=65534).stdout)
+    assert kinds(report) == EXPECTED - {("stale-reservation", "macnet", "")}
+    assert {"what": "host-local reservations of macnet in /var/lib/cni/networks", "why": "needs root"} \
+        in report["notChecked"]
 
 
 @pytest.mark.skipif(not is_root(), reason="needs root for a network namespace")
