@@ -506,7 +506,7 @@ def test_installed_plugins_run_in_a_debian_11_container_that_mounts_the_host_dir
 def test_unit_tests_pass_under_debian_11_python_3_9(release):
     p = subprocess.run([str(ROOT / "packaging" / "release.sh"), "py39", "tests/test_types.py", "tests/test_skel.py",
                         "tests/test_args.py", "tests/test_conf.py", "tests/test_host_local_config.py",
-                        "tests/test_jsontext.py"],
+                        "tests/test_jsontext.py", "tests/test_nodeconfig.py"],
                        capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     assert re.search(r"\d+ passed", p.stdout) and "failed" not in p.stdout

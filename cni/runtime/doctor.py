@@ -22,7 +22,7 @@ from ..errors import CNIError
 from ..record import Record
 from .conf import ConfError, NetworkList, load_file, LIST_EXTENSIONS, SINGLE_EXTENSIONS
 from .network import VERSION_REQUEST, supported_versions
-from .nodeconfig import Root, Setup, find_setups
+from .nodeconfig import DEFAULT_BIN_DIR, K3S_BIN_DIR, Root, Setup, find_setups
 
 CACHE_DIR = "/var/lib/cni"
 HOST_LOCAL_DATA_DIR = "/var/lib/cni/networks"
@@ -199,6 +199,11 @@ class Plugins:
         return text.strip().replace("commit ", "", 1)
 
 
+def install_command(bin_dir: str, plugin_type: str) -> str:
+    where = {DEFAULT_BIN_DIR: "", K3S_BIN_DIR: "--k3s "}.get(bin_dir, f"--prefix {bin_dir} ")
+    return f"scripts/install.sh {where}--only {plugin_type}"
+
+
 def owner_text(info: PluginInfo) -> str:
     if info.owner == OURS:
         text = f"pycni {info.version}".strip()
@@ -351,8 +356,8 @@ class Doctor:
         if info.owner == MISSING:
             where = ", ".join(bin_dirs) or "(no directory)"
             problem("missing-plugin", f'failed to find plugin "{plugin_type}" in {where}',
-                    f"install it into {bin_dirs[0] if bin_dirs else '/opt/cni/bin'} "
-                    f"(scripts/install.sh --only {plugin_type}), or fix the type")
+                    f"install it ({install_command(bin_dirs[0] if bin_dirs else DEFAULT_BIN_DIR, plugin_type)}), "
+                    "or fix the type")
         elif failure:
             problem("plugin-failed", f"{info.path} ({owner_text(info)}): {failure}",
                     "reinstall the plugin; a runtime cannot use it either")
@@ -625,7 +630,7 @@ def render_text(report: Report) -> str:
         lines += [f"  PROBLEM {p.message}; fix: {p.fix}" for p in sr.problems]
         for net in sr.networks:
             title = f'network "{net.name}"' if net.name else "unreadable file"
-            state = "" if net.loaded else f", not loaded by {s.runtime} (max_conf_num {s.max_conf_num})"
+            state = "" if net.loaded else f", not a pod network: max_conf_num {s.max_conf_num} loads the first only"
             version = f", cniVersion {net.cni_version}" if net.cni_version else ""
             lines.append(f"  {title} ({os.path.basename(net.file)}{version}{state})")
             for p in net.plugins:
@@ -634,7 +639,7 @@ def render_text(report: Report) -> str:
             lines += [f"    PROBLEM {p.message}; fix: {p.fix}" for p in net.problems]
     stale = report.problems
     if stale:
-        lines.append("node")
+        lines.append("stale state and runtime configuration")
         for network in sorted({p.network for p in stale}):
             if network:
                 lines.append(f'  network "{network}"')

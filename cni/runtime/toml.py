@@ -276,6 +276,6 @@ class _Parser:
             return float(plain)
         except ValueError:
             pass
-        if word[0].isdigit():
+        if word[0].isdigit() and ("-" in word or ":" in word):
             return word  # a date or time: its text is enough here
         raise self.error(f"unknown value {word!r}")
