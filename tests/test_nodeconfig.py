@@ -75,7 +75,8 @@ def test_root_follows_links_inside_the_tree(tmp_path):
     ('version = 3\n[plugins."io.containerd.cri.v1.runtime".cni]\nbin_dirs = ["/a", "/b/"]\nconf_dir = "/c"\n',
      ["/a", "/b"], "/c", 1),
     ('[plugins.cri.cni]\nbin_dir = "/old"\nmax_conf_num = 0\n', ["/old"], "/etc/cni/net.d", 0),
-    ('version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "x"\n', ["/opt/cni/bin"], "/etc/cni/net.d", 1),
+    ('version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "x"\n',
+     ["/opt/cni/bin"], "/etc/cni/net.d", 1),
 ])
 def test_containerd_config_versions(tmp_path, config, bin_dirs, conf_dir, max_conf):
     write(tmp_path / "etc/containerd/config.toml", config)

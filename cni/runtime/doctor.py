@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Iterator, Mapping
 
 from .. import version as versions
-from ..errors import CNIError
+from ..errors import INTERNAL, CNIError
 from ..record import Record
 from .conf import ConfError, NetworkList, load_file, LIST_EXTENSIONS, SINGLE_EXTENSIONS
 from .network import VERSION_REQUEST, supported_versions
@@ -172,7 +172,7 @@ class Plugins:
                 info.version = first[:120]
             answer = self._run(plugin_type, resolved, {"CNI_COMMAND": "VERSION"}, VERSION_REQUEST)
             if answer.returncode != 0:
-                raise CNIError(1, f"VERSION failed with status {answer.returncode}",
+                raise CNIError(INTERNAL, f"VERSION failed with status {answer.returncode}",
                                (answer.stdout or answer.stderr).decode(errors="replace").strip()[:200])
             info.supported = supported_versions(plugin_type, answer.stdout)
         except subprocess.TimeoutExpired:
@@ -199,9 +199,10 @@ class Plugins:
         return text.strip().replace("commit ", "", 1)
 
 
-def install_command(bin_dir: str, plugin_type: str) -> str:
-    where = {DEFAULT_BIN_DIR: "", K3S_BIN_DIR: "--k3s "}.get(bin_dir, f"--prefix {bin_dir} ")
-    return f"scripts/install.sh {where}--only {plugin_type}"
+def install_command(bin_dir: str, plugin_type: str = "") -> str:
+    """How install.sh puts our plugins (or one of them) into `bin_dir`."""
+    words = ["scripts/install.sh"] + {DEFAULT_BIN_DIR: [], K3S_BIN_DIR: ["--k3s"]}.get(bin_dir, ["--prefix", bin_dir])
+    return " ".join(words + (["--only", plugin_type] if plugin_type else []))
 
 
 def owner_text(info: PluginInfo) -> str:
@@ -303,12 +304,12 @@ class Doctor:
             sr.readable = False
             report.not_checked.append((f"networks in {setup.conf_dir}", exc.strerror or str(exc)))
             return sr
-        for directory in setup.bin_dirs:
-            if not self.root.isdir(directory):
-                sr.problems.append(Problem(
-                    kind="no-plugin-dir", file=directory,
-                    message=f"plugin directory {directory} of {setup.runtime} does not exist",
-                    fix="install the plugins there (scripts/install.sh --prefix DIR), or fix the runtime's bin_dir"))
+        if not any(self.root.isdir(d) for d in setup.bin_dirs):  # podman lists several; one is enough
+            where = ", ".join(setup.bin_dirs) or "(none configured)"
+            first = setup.bin_dirs[0] if setup.bin_dirs else DEFAULT_BIN_DIR
+            sr.problems.append(Problem(
+                kind="no-plugin-dir", file=where, message=f"no plugin directory of {setup.runtime} exists ({where})",
+                fix=f"install the plugins ({install_command(first)}), or fix the runtime's bin_dir"))
         if not files:
             sr.problems.append(Problem(
                 kind="no-config", file=setup.conf_dir,
@@ -461,8 +462,8 @@ class Doctor:
                 leases = store.leases()
             finally:
                 store.close()
-        except CNIError as err:
-            if "ermission" in err.details or "ermission" in err.msg:
+        except CNIError as err:  # the store reports an OSError's strerror as the details
+            if err.details == os.strerror(errno.EACCES):
                 report.not_checked.append((f"host-local reservations of {network} in {data_dir}", "needs root"))
             else:
                 report.problems.append(Problem(kind="stale-reservation", network=network, file=data_dir,
