@@ -296,6 +296,35 @@ def test_a_k3s_directory_keeps_k3s_links_and_gets_them_back(release, tmp_path):
     assert snapshot(k3s) == theirs
 
 
+def test_doctor_from_the_archive_on_a_k3s_node_it_was_installed_on(release, tmp_path):
+    """The release's cnitool (Python 3.9: no tomllib) examines a node tree that install.sh filled."""
+    from node_tree import FAKE_K3S_CNI, K3S, K3S_LINKS, conflist, link, write
+
+    node = tmp_path / "node"
+    k3s = node / K3S / "data" / "cni"
+    write(k3s / "cni", FAKE_K3S_CNI, 0o755)
+    for name in K3S_LINKS:
+        link(k3s / name, "cni")
+    release.install("--prefix", str(k3s))
+    write(node / K3S / "agent/etc/containerd/config.toml",
+          f'version = 2\n[plugins."io.containerd.grpc.v1.cri".cni]\n  bin_dir = "/{K3S}/data/cni"\n'
+          f'  conf_dir = "/{K3S}/agent/etc/cni/net.d"\n')
+    conflist(node, f"/{K3S}/agent/etc/cni/net.d", "10-lan.conflist", {"cniVersion": "1.0.0", "name": "lan",
+             "plugins": [{"type": "macvlan", "master": "eth1", "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}},
+                         {"type": "portmap", "capabilities": {"portMappings": True}}]})
+    p = run([k3s / "cnitool", "doctor", "--root", node, "--json"])
+    assert p.returncode == 0 and p.stderr == b"", (p.stdout, p.stderr)
+    report = json.loads(p.stdout)
+    (setup,) = report["setups"]
+    assert (setup["runtime"], setup["source"]) == ("k3s", f"/{K3S}/agent/etc/containerd/config.toml")
+    plugins = {p["type"]: p for p in setup["networks"][0]["plugins"]}
+    commit = (release.tree / "BUILD").read_text().split("commit ", 1)[1].split()[0]
+    assert (plugins["macvlan"]["owner"], plugins["macvlan"]["version"], plugins["macvlan"]["build"]) == (
+        "pycni", cni.__version__, commit)
+    assert plugins["macvlan"]["resolved"] == f"/{K3S}/data/cni/{release.runtime}/pycni"
+    assert plugins["host-local"]["owner"] == "k3s" and plugins["portmap"]["owner"] == "k3s"
+
+
 def test_outside_k3s_our_names_replace_whatever_is_there(release, tmp_path):
     prefix = tmp_path / "cni-bin"
     prefix.mkdir()
