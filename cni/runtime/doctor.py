@@ -482,7 +482,7 @@ class Doctor:
             report.problems.append(Problem(
                 kind="stale-reservation", network=network, file=f"{data_dir}/{network}/{ip}",
                 message=f"{ip} of network {network} is reserved for container {owner}, which no runtime knows",
-                fix=f"CNI GC frees it (containerd 2.x, CRI-O); or, once no container uses {ip}, "
+                fix=f"a runtime that runs CNI GC frees it; or, once no container uses {ip}, "
                     f"rm {data_dir}/{network}/{ip}"))
 
     def _stale_masquerade(self, report: Report, networks: set[str], cids: set[str], is_known) -> None:
