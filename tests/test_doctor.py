@@ -300,6 +300,22 @@ def test_stale_masquerade_chains_in_the_node_netns(doctor, tmp_path, host_ns):
     gone = masq.chain_name("mynet", "gone-ctr")
     assert status == 1 and kinds(report) == {("stale-masquerade", "mynet", gone)}, report["problems"]
     assert "gone-ctr" in report["problems"][0]["message"]
+    # the nftables backend: one rule per container address, told apart by a hashed comment
+    table = f"inet {masq.NFT_TABLE} {masq.NFT_CHAIN}"
+    nft = [f"add table inet {masq.NFT_TABLE}",
+           f"add chain {table} {{ type nat hook postrouting priority srcnat; }}"]
+    for cid, ip in (("live-ctr", "10.22.0.2"), ("gone-ctr", "10.22.0.3"), ("other", "10.23.0.4")):
+        network = "mynet" if cid != "other" else "removed-net"
+        nft.append(f"add rule {table} ip saddr {ip} masquerade comment {json.dumps(masq.nft_comment(network, cid))}")
+    host_ns.run("nft", "-f", "-", input="\n".join(nft) + "\n")
+    status, report = doctor.report(root, "--kernel", netns=host_ns.name)
+    assert status == 1 and kinds(report) == {("stale-masquerade", "mynet", gone),
+                                             ("stale-masquerade", "mynet", masq.NFT_TABLE),
+                                             ("stale-masquerade", "", masq.NFT_TABLE)}, report["problems"]
+    messages = [p["message"] for p in report["problems"] if p["plugin"] == masq.NFT_TABLE]
+    assert masq.nft_comment("mynet", "gone-ctr") in messages[0] + messages[1]
+    assert masq.nft_comment("removed-net", "other") in messages[0] + messages[1]
+    assert all(masq.nft_comment("mynet", "live-ctr") not in m for m in messages)
     status, report = doctor.report(root, netns=host_ns.name)  # files only: the rules are not looked at
     assert status == 0 and report["notChecked"][0]["what"] == "masquerade rules"
 

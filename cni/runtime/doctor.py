@@ -78,9 +78,10 @@ class NetworkInfo(Record):
     loaded: bool = True  # False: past the runtime's max_conf_num
     plugins: list
     problems: list
+    host_local_dirs: set  # dataDir of every host-local IPAM in it
 
     def __init__(self, **values: object) -> None:
-        self.plugins, self.problems = [], []
+        self.plugins, self.problems, self.host_local_dirs = [], [], set()
         super().__init__(**values)
 
 
@@ -343,6 +344,9 @@ class Doctor:
         info.name, info.cni_version = net.name, net.cni_version
         for plugin_type, role, cni_version, conf, extra in plugin_entries(net):
             self.examine_plugin(info, plugin_type, role, cni_version, conf, setup.bin_dirs + extra, dhcp_seen)
+            if plugin_type == "host-local" and role == "ipam":
+                data_dir = conf["ipam"].get("dataDir")
+                info.host_local_dirs.add(data_dir if isinstance(data_dir, str) and data_dir else HOST_LOCAL_DATA_DIR)
         return info
 
     def examine_plugin(self, net: NetworkInfo, plugin_type: str, role: str, cni_version: str, conf: dict,
@@ -411,12 +415,8 @@ class Doctor:
         networks: dict[str, set[str]] = {}  # network name -> host-local data dirs
         for sr in report.setups:
             for net in sr.networks:
-                if not net.name:
-                    continue
-                dirs = networks.setdefault(net.name, set())
-                for plugin in net.plugins:
-                    if plugin.type == "host-local":
-                        dirs.update(self._host_local_dirs(net))
+                if net.name:
+                    networks.setdefault(net.name, set()).update(net.host_local_dirs)
         known = known_attachments(self.root)
         if known is None:
             report.not_checked.append(("stale state", f"the result cache {CACHE_DIR}/results cannot be read "
@@ -438,18 +438,6 @@ class Doctor:
             report.not_checked.append(("masquerade rules", "needs root"))
         else:
             self._stale_masquerade(report, set(networks) | {n for n, _ in pairs}, cids, is_known)
-
-    def _host_local_dirs(self, net: NetworkInfo) -> set[str]:
-        try:
-            loaded = load_file(self.root.local(self.root.resolve(net.file)))
-        except ConfError:
-            return set()
-        dirs = set()
-        for plugin_type, role, _, conf, _ in plugin_entries(loaded):
-            if plugin_type == "host-local" and role == "ipam":
-                data_dir = conf["ipam"].get("dataDir")
-                dirs.add(data_dir if isinstance(data_dir, str) and data_dir else HOST_LOCAL_DATA_DIR)
-        return dirs
 
     def _stale_reservations(self, report: Report, network: str, data_dir: str, is_known) -> None:
         from ..hostlocal.store import Store
