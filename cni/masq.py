@@ -190,7 +190,7 @@ def iptables_chains() -> list[tuple[int, str, str, str]]:
     comment = re.compile(r'--comment "name: \\"(.*?)\\" id: \\"(.*?)\\""')
     found = []
     for family in (4, 6):
-        for line in _ipt_rules(family):
+        for line in ipt_save(family, what="masquerade"):
             if not line.startswith("-A POSTROUTING ") or "-j " + CHAIN_PREFIX not in line:
                 continue
             match = comment.search(line)

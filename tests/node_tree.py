@@ -66,9 +66,8 @@ def k3s_node(root: Path) -> Path:
     """The tree: see the module docstring. Returns the root."""
     cni_dir = root / K3S / "data" / "cni"
     write(root / K3S / "data" / K3S_HASH / "bin" / "cni", FAKE_K3S_CNI, 0o755)
-    link(cni_dir / "cni", f"/{K3S}/data/{K3S_HASH}/bin/cni")  # absolute, as k3s makes it
-    for name in K3S_LINKS:
-        link(cni_dir / name, "cni")
+    for name in ("cni",) + K3S_LINKS:  # absolute links into the current data dir, as k3s makes them
+        link(cni_dir / name, f"/{K3S}/data/{K3S_HASH}/bin/cni")
     install_fake_pycni(root, f"/{K3S}/data/cni", ("macvlan", "dhcp"))
     net_d = f"/{K3S}/agent/etc/cni/net.d"
     conflist(root, net_d, "10-flannel.conflist", {"cniVersion": "1.0.0", "name": "cbr0", "plugins": [
