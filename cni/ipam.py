@@ -38,8 +38,27 @@ def lease(conf: "NetConf", call: "Call", undo: "Rollback") -> Result:
     return result
 
 
+def lease_onto(conf: "NetConf", call: "Call", undo: "Rollback", link) -> Result:
+    """ADD's second half for a plugin that made one container link (`link`, a netlink Link):
+    addresses leased (released again if ADD fails), put on the link with the routes, and
+    the result naming that link as interface 0."""
+    from .link import as_interface, configure_interface
+
+    result = lease(conf, call, undo)
+    for ip in result.ips:
+        ip.interface = 0
+    configure_interface(call.netns, call.ifname, result, 0)
+    result.interfaces = [as_interface(link, sandbox=call.netns)]
+    result.dns = conf.dns
+    return result
+
+
+# DEL, GC and STATUS of a configuration without IPAM have nothing to ask: they do nothing.
+
+
 def delete(conf: "NetConf", call: "Call") -> None:
-    _run(conf, call, "DEL")
+    if conf.ipam_type:
+        _run(conf, call, "DEL")
 
 
 def check(conf: "NetConf", call: "Call") -> None:
@@ -47,8 +66,10 @@ def check(conf: "NetConf", call: "Call") -> None:
 
 
 def gc(conf: "NetConf", call: "Call") -> None:
-    _run(conf, call, "GC")
+    if conf.ipam_type:
+        _run(conf, call, "GC")
 
 
 def status(conf: "NetConf", call: "Call") -> None:
-    _run(conf, call, "STATUS")
+    if conf.ipam_type:
+        _run(conf, call, "STATUS")

@@ -13,10 +13,8 @@ from cni import ipam
 from cni.conf import Fields, NetConf
 from cni.errors import INTERNAL, CNIError, invalid_config
 from cni.link import (
-    as_interface,
     check_interface_config,
     check_link,
-    configure_interface,
     container_interface_index,
     create_dummy,
     delete_link_if_present,
@@ -44,20 +42,12 @@ def add(call: Call) -> Result:
     with Rollback() as undo:
         link = create_dummy(call.netns, call.ifname, mtu=conf.mtu)
         undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the dummy link", stage="link")
-        result = ipam.lease(conf, call, undo)
-        for ip in result.ips:
-            ip.interface = 0
-        configure_interface(call.netns, call.ifname, result, 0)
-
-    result.interfaces = [as_interface(link, sandbox=call.netns)]
-    result.dns = conf.dns
-    return result
+        return ipam.lease_onto(conf, call, undo, link)
 
 
 def delete(call: Call) -> None:
     conf = DummyConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.delete(conf, call)
+    ipam.delete(conf, call)
     delete_link_if_present(call.netns, call.ifname)
 
 
@@ -73,14 +63,11 @@ def check(call: Call) -> None:
 
 def status(call: Call) -> None:
     conf = DummyConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.status(conf, call)
+    ipam.status(conf, call)
 
 
 def gc(call: Call) -> None:
-    conf = DummyConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.gc(conf, call)
+    ipam.gc(DummyConf.load(call, lenient=True), call)
 
 
 main = plugin("dummy", add=add, delete=delete, check=check, gc=gc, status=status)

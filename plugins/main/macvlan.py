@@ -95,8 +95,7 @@ def add(call: Call) -> Result:
 
 def delete(call: Call) -> None:
     conf = MacvlanConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.delete(conf, call)
+    ipam.delete(conf, call)
     delete_link_if_present(call.netns, call.ifname)
 
 
@@ -118,14 +117,12 @@ def status(call: Call) -> None:
             find_master(conf.master)
         except CNIError as exc:
             raise CNIError(PLUGIN_NOT_AVAILABLE, exc.msg, exc.details) from None
-    if conf.ipam_type:
-        ipam.status(conf, call)
+    ipam.status(conf, call)
 
 
 def gc(call: Call) -> None:
     conf = MacvlanConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.gc(conf, call)
+    ipam.gc(conf, call)
 
 
 main = plugin("macvlan", add=add, delete=delete, check=check, gc=gc, status=status)

@@ -82,8 +82,7 @@ def add(call: Call) -> Result:
 
 def delete(call: Call) -> None:
     conf = PtpConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.delete(conf, call)
+    ipam.delete(conf, call)
     delete_link_if_present(call.netns, call.ifname)  # the host end goes with it
     if conf.ip_masq:
         from cni import masq
@@ -101,8 +100,7 @@ def check(call: Call) -> None:
 
 def gc(call: Call) -> None:
     conf = PtpConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.gc(conf, call)
+    ipam.gc(conf, call)
     if conf.ip_masq:
         from cni import masq
 

@@ -13,11 +13,9 @@ from cni import ipam
 from cni.conf import Fields, NetConf
 from cni.errors import INTERNAL, PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
 from cni.link import (
-    as_interface,
     check_interface_config,
     check_link,
     check_mtu_within_master,
-    configure_interface,
     container_interface_index,
     create_vlan,
     delete_link_if_present,
@@ -65,20 +63,12 @@ def add(call: Call) -> Result:
         link = create_vlan(call.netns, call.ifname, master, conf.vlan_id,
                            master_in_container=conf.link_in_container, mtu=conf.mtu)
         undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the vlan link", stage="link")
-        result = ipam.lease(conf, call, undo)
-        for ip in result.ips:
-            ip.interface = 0
-        configure_interface(call.netns, call.ifname, result, 0)
-
-    result.interfaces = [as_interface(link, sandbox=call.netns)]
-    result.dns = conf.dns
-    return result
+        return ipam.lease_onto(conf, call, undo, link)
 
 
 def delete(call: Call) -> None:
     conf = VlanConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.delete(conf, call)
+    ipam.delete(conf, call)
     delete_link_if_present(call.netns, call.ifname)
 
 
@@ -103,14 +93,11 @@ def status(call: Call) -> None:
             find_master(conf.master)
         except CNIError as exc:
             raise CNIError(PLUGIN_NOT_AVAILABLE, exc.msg, exc.details) from None
-    if conf.ipam_type:
-        ipam.status(conf, call)
+    ipam.status(conf, call)
 
 
 def gc(call: Call) -> None:
-    conf = VlanConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.gc(conf, call)
+    ipam.gc(VlanConf.load(call, lenient=True), call)
 
 
 main = plugin("vlan", add=add, delete=delete, check=check, gc=gc, status=status)
