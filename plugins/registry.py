@@ -20,6 +20,7 @@ PLUGINS = {
     "host-local": "plugins.ipam.host_local",
     "dhcp": "plugins.ipam.dhcp",
     "portmap": "plugins.meta.portmap",
+    "firewall": "plugins.meta.firewall",
     # Not a plugin: the runtime-side tool; its module exposes cli(args) only.
     "cnitool": "cni.runtime.cnitool",
 }
