@@ -1,7 +1,7 @@
 """Helpers (no tests) for the reliability tests: test_load, test_faults, test_bad_input, test_security.
 
 `State` is what a test compares before and after a plugin call: the host netns
-(links, addresses, routes, nat rules), the container netns links and the
+(links, addresses, routes, nat and filter rules), the container netns links and the
 files of a host-local data dir. One shell per netns keeps a snapshot cheap.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ _HOST_SCRIPT = r"""
 ip -j -d addr show; echo '@@'
 ip -j route show table all; echo '@@'
 ip -6 -j route show table all; echo '@@'
-iptables-save -t nat 2>/dev/null | grep -v '^#'; echo '@@'
-ip6tables-save -t nat 2>/dev/null | grep -v '^#'; echo '@@'
+{ iptables-save -t nat; iptables-save -t filter; } 2>/dev/null | grep -v '^#'; echo '@@'
+{ ip6tables-save -t nat; ip6tables-save -t filter; } 2>/dev/null | grep -v '^#'; echo '@@'
 nft list ruleset 2>/dev/null
 """
 _COUNTERS = re.compile(r"\[\d+:\d+\]")

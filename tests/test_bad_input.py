@@ -23,7 +23,7 @@ from reliability_env import no_traceback, state, uplink, wait_settled
 
 pytestmark = needs_root
 
-ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-local", "dhcp", "loopback", "portmap")
+ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-local", "dhcp", "loopback", "portmap", "firewall")
 MAIN = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy")
 # Plugins whose links this kernel may lack: their base ADD reaches the kernel and fails there.
 KERNEL_KINDS = {"ipvlan": "ipvlan", "vlan": "vlan", "dummy": "dummy"}
@@ -77,7 +77,13 @@ def base(plugin: str, w: World) -> dict:
                     prevResult={"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": w.ctr.path}],
                                 "ips": [{"address": "10.66.0.2/24", "interface": 0},
                                         {"address": "fd66::2/64", "interface": 0}]})
+    elif plugin == "firewall":
+        conf.update(backend="iptables", prevResult=FIREWALL_PREV)
     return conf
+
+
+FIREWALL_PREV = {"cniVersion": "1.0.0", "interfaces": [{"name": "bbr0"}, {"name": "veth0"}, {"name": "eth0", "sandbox": "/x"}],
+                 "ips": [{"address": "10.66.0.5/24", "gateway": "10.66.0.1", "interface": 2}]}
 
 
 # ---- building cases ----------------------------------------------------------------------
@@ -254,6 +260,19 @@ CASES = [
     Case("args-ip-garbage", IPAM_USERS, 7, run={"args": "IgnoreUnknown=1;IP=banana"}),
     Case("runtime-ips-garbage", IPAM_USERS, 7, top(runtimeConfig={"ips": ["banana"]})),
     Case("requested-ip-outside", IPAM_USERS, 7, top(args={"cni": {"ips": ["192.168.5.5"]}})),
+    # -- the firewall plugin's keys: refused before any rule is written
+    Case("fw-backend-unknown", ("firewall",), 7, top(backend="pf")),
+    Case("fw-backend-number", ("firewall",), 7, top(backend=1)),
+    Case("fw-ingress-policy-unknown", ("firewall",), 7, top(ingressPolicy="isolated")),
+    Case("fw-ingress-policy-list", ("firewall",), 7, top(ingressPolicy=["same-bridge"])),
+    Case("fw-same-bridge-no-interfaces", ("firewall",), 7,
+         top(ingressPolicy="same-bridge", prevResult={"cniVersion": "1.0.0", "ips": FIREWALL_PREV["ips"]})),
+    Case("fw-admin-chain-29-chars", ("firewall",), 7, top(iptablesAdminChainName="C" * 29)),
+    Case("fw-admin-chain-space", ("firewall",), 7, top(iptablesAdminChainName="CNI ADMIN")),
+    Case("fw-admin-chain-option", ("firewall",), 7, top(iptablesAdminChainName="-j")),
+    Case("fw-zone-number", ("firewall",), 7, top(firewalldZone=5)),
+    Case("fw-no-prevresult", ("firewall",), 7, top(prevResult=DELETE)),
+    Case("fw-version-0.3.1", ("firewall",), 1, top(cniVersion="0.3.1")),
     # -- the dhcp plugin's keys
     Case("dhcp-socket-relative", ("dhcp",), 7, in_ipam(daemonSocketPath="run/dhcp.sock")),
     Case("dhcp-priority-negative", ("dhcp",), 7, in_ipam(priority=-1)),
