@@ -7,10 +7,11 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import needs_root
+from conftest import Netns, needs_root
 from reliability_env import no_traceback, pings
 
 pytestmark = needs_root
@@ -229,3 +230,108 @@ def test_firewalld_backend_names_what_is_missing(plugins, host_ns, private_bus, 
     assert len(address_rules(host_ns)) == 4
     run(plugins, "DEL", default, host_ns, env={"DBUS_SYSTEM_BUS_ADDRESS": private_bus}).ok()
     assert address_rules(host_ns) == []
+
+
+def firewalld_root() -> Path | None:
+    """Where firewalld is: installed (/), or its Debian packages extracted with dpkg -x into
+    PYCNI_FIREWALLD_ROOT (firewalld python3-firewall python3-nftables python3-dbus python3-gi
+    gir1.2-glib-2.0): installing the package would start it in the root netns."""
+    root = Path(os.environ.get("PYCNI_FIREWALLD_ROOT", "/"))
+    return root if (root / "usr/sbin/firewalld").exists() else None
+
+
+def bus_call(address: str, dest: str, path: str, method: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["dbus-send", "--system", "--print-reply", f"--dest={dest}", path, method,
+                           *[f"string:{a}" for a in args]], env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address},
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def real_firewalld(tmp_path_factory):
+    """A real firewalld on a private bus, in a netns of its own (its nftables rules stay there)."""
+    root = firewalld_root()
+    if root is None:
+        pytest.skip("firewalld not installed (apt-get install firewalld, or set PYCNI_FIREWALLD_ROOT)")
+    tmp = tmp_path_factory.mktemp("firewalld")
+    (tmp / "etc").mkdir()
+    address = f"unix:path={tmp}/bus"
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
+    if str(root) != "/":
+        env["PYTHONPATH"] = str(root / "usr/lib/python3/dist-packages")
+        env["GI_TYPELIB_PATH"] = str(root / "usr/lib/x86_64-linux-gnu/girepository-1.0")
+    ns = Netns("pycni-fwd")
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", f"--address={address}"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = None
+    try:
+        for _ in range(50):
+            if (tmp / "bus").exists():
+                break
+            time.sleep(0.05)
+        daemon = subprocess.Popen(
+            ["ip", "netns", "exec", ns.name, "/usr/bin/python3", str(root / "usr/sbin/firewalld"), "--nofork",
+             "--nopid", "--default-config", str(root / "usr/lib/firewalld"), "--system-config", str(tmp / "etc"),
+             "--log-target", "console"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            reply = bus_call(address, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                             "org.freedesktop.DBus.NameHasOwner", "org.fedoraproject.FirewallD1")
+            if reply.stdout.split()[-1:] == ["true"]:
+                break
+            assert daemon.poll() is None, "firewalld exited"
+            time.sleep(0.1)
+        else:
+            pytest.fail("firewalld did not appear on the bus")
+        yield ns, address
+    finally:
+        for proc in (daemon, bus):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        ns.remove()
+
+
+def zone_sources(address: str, zone: str = "trusted") -> list[str]:
+    out = bus_call(address, "org.fedoraproject.FirewallD1", "/org/fedoraproject/FirewallD1",
+                   "org.fedoraproject.FirewallD1.zone.getSources", zone).stdout
+    return sorted(re.findall(r'string "([^"]+)"', out))
+
+
+@pytest.mark.parametrize("version", GO_FW_VERSIONS)
+def test_real_firewalld_same_as_go(plugins, go_plugins, real_firewalld, version):
+    """The empty backend finds firewalld running and uses it, ours and Go's alike; no iptables rule."""
+    ns, address = real_firewalld
+    conf = fw_conf(version, prev_result(version), backend="")
+    env = {"DBUS_SYSTEM_BUS_ADDRESS": address}
+    for impl in (plugins, go_plugins):
+        out = run(impl, "ADD", conf, ns, env=env).ok()
+        assert out.json["ips"] == prev_result(version)["ips"]
+        assert zone_sources(address) == ["10.77.0.5/32", "fd77::5/128"], impl.kind
+        run(impl, "CHECK", conf, ns, env=env).ok()
+        run(impl, "DEL", conf, ns, env=env, netns="").ok()
+        assert zone_sources(address) == [], impl.kind
+        run(impl, "DEL", conf, ns, env=env).ok()
+    assert address_rules(ns) == []
+    failed = run(plugins, "CHECK", conf, ns, env=env)
+    assert failed.status == 1 and "failed to find the address" in failed.json["msg"]
+
+
+def test_real_firewalld_failed_add_takes_back_its_sources(plugins, real_firewalld):
+    """The IPv6 address is already in another zone: firewalld refuses it, the IPv4 one is removed again."""
+    ns, address = real_firewalld
+    env = {"DBUS_SYSTEM_BUS_ADDRESS": address}
+    bus_call(address, "org.fedoraproject.FirewallD1", "/org/fedoraproject/FirewallD1",
+             "org.fedoraproject.FirewallD1.zone.addSource", "public", "fd77::5/128")
+    try:
+        conf = fw_conf("1.0.0", prev_result("1.0.0"), backend="firewalld", firewalldZone="trusted")
+        out = run(plugins, "ADD", conf, ns, env=env)
+        no_traceback(out)
+        assert out.status == 1 and "fd77::5/128" in out.json["msg"], out.out
+        assert zone_sources(address) == []
+        assert zone_sources(address, "public") == ["fd77::5/128"]
+    finally:
+        bus_call(address, "org.fedoraproject.FirewallD1", "/org/fedoraproject/FirewallD1",
+                 "org.fedoraproject.FirewallD1.zone.removeSource", "public", "fd77::5/128")
