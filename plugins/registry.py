@@ -21,6 +21,7 @@ PLUGINS = {
     "dhcp": "plugins.ipam.dhcp",
     "portmap": "plugins.meta.portmap",
     "firewall": "plugins.meta.firewall",
+    "bandwidth": "plugins.meta.bandwidth",
     # Not a plugin: the runtime-side tool; its module exposes cli(args) only.
     "cnitool": "cni.runtime.cnitool",
 }

@@ -6,7 +6,7 @@ It encodes exactly the messages the plugins need and decodes the replies into
 plain records (cni.record):
 
 - `core`: message framing, attributes, `NetlinkError`, the socket (request/ack/dump);
-- `link`, `addr`, `route`, `bridge`: each kernel object's record, message bodies
+- `link`, `addr`, `route`, `bridge`, `qdisc`: each kernel object's record, message bodies
   and operations, as a mixin of the one `Netlink` client below.
 
 A socket opened inside a network namespace stays bound to it after the thread
@@ -28,9 +28,11 @@ from .core import *  # noqa: F403
 from .core import Socket
 from .link import *  # noqa: F403
 from .link import LinkOps
+from .qdisc import *  # noqa: F403
+from .qdisc import QdiscOps
 from .route import *  # noqa: F403
 from .route import RouteOps
 
 
-class Netlink(LinkOps, AddressOps, RouteOps, BridgeOps, Socket):
+class Netlink(LinkOps, AddressOps, RouteOps, BridgeOps, QdiscOps, Socket):
     """One NETLINK_ROUTE socket with the operations on every kernel object we manage."""

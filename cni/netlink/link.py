@@ -193,6 +193,11 @@ def dummy_body(name, *, mtu=0, netns_fd=None) -> bytes:
     return _newlink_body(name, "dummy", mtu=mtu, netns_fd=netns_fd)
 
 
+def ifb_body(name, *, mtu=0, txqlen=None) -> bytes:
+    extra = attr_u32(IFLA_TXQLEN, txqlen) if txqlen is not None else b""
+    return _newlink_body(name, "ifb", mtu=mtu, extra=extra)
+
+
 # --- message bodies: decode --------------------------------------------------------
 
 
@@ -345,6 +350,9 @@ class LinkOps:
         body = veth_body(name, peer_name, peer_netns_fd=peer_netns_fd, mtu=mtu, mac=mac, peer_mac=peer_mac,
                          txqlen=txqlen)
         self._create(body, f'veth "{name}" (peer "{peer_name}")')
+
+    def create_ifb(self, name, *, mtu=0, txqlen=None) -> None:
+        self._create(ifb_body(name, mtu=mtu, txqlen=txqlen), f'ifb "{name}"')
 
     def create_bridge(self, name, *, mtu=0, mac=None, vlan_filtering=None) -> None:
         self._create(bridge_body(name, mtu=mtu, mac=mac, vlan_filtering=vlan_filtering), f'bridge "{name}"')

@@ -1,0 +1,223 @@
+"""Traffic shaping of a container's veth with token bucket filters, over netlink.
+
+Traffic towards the container (its ingress) leaves the host through the host
+end of its veth: a TBF as that link's root qdisc limits it. Traffic from the
+container (its egress) enters the host through the same link, where no
+shaping qdisc can hold it back; so, as the reference does, an ingress qdisc
+on the host end redirects every packet (u32 match-all, mirred egress
+redirect) to an `ifb` device, whose root TBF limits it. The ifb is named from
+a hash of network and container (`bwp` + 12 hex digits), so DEL finds it
+without the netns or prevResult.
+
+Rates and bursts come in bits (per second) as the configuration gives them;
+the kernel takes bytes and, for the bucket size, scheduler ticks. The numbers
+are computed exactly as the reference computes them, so both plugins program
+identical qdiscs.
+"""
+from __future__ import annotations
+
+import errno
+
+from .errors import INTERNAL, CNIError
+from .netlink import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT, Netlink, NetlinkError, make_handle
+from .record import Record
+
+LATENCY_USEC = 25_000.0  # the bucket's queue holds 25 ms worth of the rate, as in the reference
+IFB_PREFIX = "bwp"
+IFB_NAME_LENGTH = 15
+MIN_IFB_TXQLEN = 1000  # an ifb with txqueuelen 0 drops under the tbf: the reference (HEAD) uses at least 1000
+TBF_HANDLE = make_handle(1, 0)
+
+
+class Limits(Record):
+    """One direction's limit, in bits per second and bits."""
+
+    rate: int = 0
+    burst: int = 0
+
+    def __bool__(self) -> bool:
+        return self.rate > 0 and self.burst > 0
+
+
+class Tbf(Record):
+    """A TBF's kernel parameters: bytes per second, bytes, ticks."""
+
+    rate: int = 0
+    limit: int = 0
+    buffer: int = 0
+
+
+def ifb_name(network: str, container_id: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha512((network + container_id).encode()).hexdigest()
+    return (IFB_PREFIX + digest)[:IFB_NAME_LENGTH]
+
+
+def tick_in_usec() -> float:
+    """Scheduler ticks per microsecond, from /proc/net/psched (the kernel's own conversion)."""
+    try:
+        with open("/proc/net/psched") as f:
+            t2us, us2t, clock_res = (int(x, 16) for x in f.read().split()[:3])
+    except (OSError, ValueError):
+        t2us, us2t, clock_res = 1000, 64, 1_000_000  # the values of every kernel since 2.6.x
+    return t2us / us2t * (clock_res / 1_000_000)
+
+
+def _u32(value: float) -> int:
+    return int(value) & 0xFFFFFFFF
+
+
+def tbf_for(limits: Limits, ticks: float) -> Tbf:
+    """The reference's arithmetic, float conversions and truncations included."""
+    rate = limits.rate // 8
+    burst = _u32(limits.burst // 8)
+    buffer = _u32(_u32(burst * 1_000_000 / rate) * ticks)
+    limit = _u32(rate * LATENCY_USEC / 1_000_000) + burst
+    return Tbf(rate=rate, limit=_u32(limit), buffer=buffer)
+
+
+# ---- finding the host end ------------------------------------------------------------
+
+
+def host_veth(netns: str, ifname: str, host_names: list[str]) -> str:
+    """The host end of the container's `ifname`: its veth peer, which prevResult must list."""
+    with Netlink(netns) as ctr:  # a missing netns is a CNI error already
+        link = ctr.get_link(ifname)
+    if link is None or link.kind != "veth" or link.link <= 0:
+        raise CNIError(INTERNAL, f"container interface {ifname} has no veth peer")
+    with Netlink() as host:
+        peer = host.get_link_by_index(link.link)
+    if peer is None:
+        raise CNIError(INTERNAL, f"veth peer with index {link.link} is not in host ns")
+    if peer.name not in host_names:
+        raise CNIError(INTERNAL, "no veth peer of container interface found in host ns")
+    return peer.name
+
+
+# ---- setting up --------------------------------------------------------------------------
+
+
+def _require(nl: Netlink, name: str):
+    link = nl.get_link(name)
+    if link is None:
+        raise CNIError(INTERNAL, f'failed to find link "{name}"')
+    return link
+
+
+def shape_ingress(nl: Netlink, host_name: str, limits: Limits, ticks: float) -> None:
+    """Root TBF on the host end: what the container receives."""
+    tbf = tbf_for(limits, ticks)
+    nl.add_tbf(_require(nl, host_name).index, tbf.rate, tbf.limit, tbf.buffer)
+
+
+def create_ifb(nl: Netlink, name: str, host_name: str) -> str:
+    """The ifb, up, with the host end's MTU; its MAC for the result."""
+    host = _require(nl, host_name)
+    nl.create_ifb(name, mtu=host.mtu, txqlen=max(host.txqlen, MIN_IFB_TXQLEN))
+    ifb = _require(nl, name)
+    nl.set_link(ifb.index, up=True)
+    return ifb.mac
+
+
+def add_ingress_qdisc(nl: Netlink, host_name: str) -> None:
+    nl.add_ingress_qdisc(_require(nl, host_name).index)
+
+
+def redirect_to_ifb(nl: Netlink, host_name: str, ifb: str) -> None:
+    """A filter on the host end's ingress qdisc sending all it receives to the ifb."""
+    host, dev = _require(nl, host_name), _require(nl, ifb)
+    nl.add_redirect_filter(host.index, INGRESS_HANDLE, dev.index)
+
+
+def shape_ifb(nl: Netlink, ifb: str, limits: Limits, ticks: float) -> None:
+    """Root TBF on the ifb: what the container sends."""
+    tbf = tbf_for(limits, ticks)
+    nl.add_tbf(_require(nl, ifb).index, tbf.rate, tbf.limit, tbf.buffer)
+
+
+def remove_qdisc(host_name: str, kind: str) -> None:
+    """Undo of one step: the host end's root tbf or its ingress qdisc, when there."""
+    with Netlink() as nl:
+        link = nl.get_link(host_name)
+        if link is not None:
+            for q in nl.qdiscs(link.index):
+                if q.kind == kind and q.parent in (TC_H_ROOT, TC_H_INGRESS):
+                    nl.delete_qdisc(link.index, q.handle, q.parent)
+
+
+def delete_ifb(name: str) -> None:
+    with Netlink() as nl:
+        link = nl.get_link(name)
+        if link is not None and link.kind == "ifb":
+            nl.delete_link(link.index)
+
+
+# ---- tearing down ------------------------------------------------------------------------
+
+
+def remove_host_shaping(nl: Netlink, host_index: int) -> None:
+    """The root TBF (handle 1:) and the ingress qdisc of a host end; absent is fine."""
+    for q in nl.qdiscs(host_index):
+        if q.kind == "tbf" and q.parent == TC_H_ROOT and q.handle == TBF_HANDLE:
+            nl.delete_qdisc(host_index, q.handle, q.parent)
+        elif q.kind == "ingress" and q.parent == TC_H_INGRESS:
+            nl.delete_qdisc(host_index, q.handle, q.parent)
+
+
+def redirecting_links(nl: Netlink, ifb_index: int) -> list[int]:
+    """Links whose ingress qdisc redirects to the ifb: the host ends that the ifb shapes."""
+    found = []
+    for q in nl.qdiscs():
+        if q.kind == "ingress" and q.parent == TC_H_INGRESS:
+            if any(ifb_index in f.redirect_to for f in nl.filters(q.ifindex, q.handle)):
+                found.append(q.ifindex)
+    return found
+
+
+def teardown(network: str, container_id: str, host_names: list[str]) -> None:
+    """Remove the ifb and, where still there, the qdiscs on the host end; nothing there is success.
+
+    The host end is found by the redirect to the ifb (egress shaping), else by
+    name from prevResult, only when it is a veth (never a link we did not shape).
+    """
+    with Netlink() as nl:
+        ifb = nl.get_link(ifb_name(network, container_id))
+        hosts = set(redirecting_links(nl, ifb.index)) if ifb is not None and ifb.kind == "ifb" else set()
+        for name in host_names:
+            link = nl.get_link(name)
+            if link is not None and link.kind == "veth":
+                hosts.add(link.index)
+        for index in sorted(hosts):
+            remove_host_shaping(nl, index)
+        if ifb is not None and ifb.kind == "ifb":
+            try:
+                nl.delete_link(ifb.index)
+            except NetlinkError as exc:
+                if exc.errno not in (errno.ENODEV, errno.ENOENT):
+                    raise
+
+
+# ---- checking -----------------------------------------------------------------------------
+
+
+def check_tbf(nl: Netlink, link_name: str, limits: Limits, ticks: float) -> None:
+    link = nl.get_link(link_name)
+    if link is None:
+        raise CNIError(INTERNAL, f'failed to find link "{link_name}"')
+    want = tbf_for(limits, ticks)
+    roots = [q for q in nl.qdiscs(link.index) if q.parent == TC_H_ROOT]
+    if not roots or roots[0].kind != "tbf":
+        raise CNIError(INTERNAL, f"no tbf qdisc on {link_name}")
+    got = roots[0]
+    for what in ("rate", "limit", "buffer"):
+        if getattr(got, what) != getattr(want, what):
+            raise CNIError(INTERNAL, f"tbf on {link_name}: {what} {getattr(got, what)}, want {getattr(want, what)}")
+
+
+def check_redirect(nl: Netlink, host_name: str, ifb: str) -> None:
+    host, dev = nl.get_link(host_name), nl.get_link(ifb)
+    if host is None or dev is None:
+        raise CNIError(INTERNAL, f'failed to find link "{host_name if host is None else ifb}"')
+    if host.index not in redirecting_links(nl, dev.index):
+        raise CNIError(INTERNAL, f"no redirect from {host_name} to {ifb}")
