@@ -23,7 +23,7 @@ from reliability_env import no_traceback, state, uplink, wait_settled
 
 pytestmark = needs_root
 
-ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-local", "dhcp", "loopback", "portmap", "firewall")
+ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-local", "dhcp", "loopback", "portmap", "firewall", "bandwidth")
 MAIN = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy")
 # Plugins whose links this kernel may lack: their base ADD reaches the kernel and fails there.
 KERNEL_KINDS = {"ipvlan": "ipvlan", "vlan": "vlan", "dummy": "dummy"}
@@ -47,6 +47,9 @@ def world(tmp_path_factory):
     host, ctr = Netns("pycni-host"), Netns("pycni-ctr")
     try:
         uplink(host)
+        # bandwidth shapes the host end of a container veth listed in prevResult
+        host.run("ip", "link", "add", "bwveth0", "type", "veth", "peer", "name", "bweth0", "netns", ctr.name)
+        host.run("ip", "link", "set", "bwveth0", "up")
         wait_settled(host)
         (tmp / "networks").mkdir()
         noexec = tmp / "noexec"
@@ -79,6 +82,10 @@ def base(plugin: str, w: World) -> dict:
                                         {"address": "fd66::2/64", "interface": 0}]})
     elif plugin == "firewall":
         conf.update(backend="iptables", prevResult=FIREWALL_PREV)
+    elif plugin == "bandwidth":
+        conf.update(ingressRate=8000, ingressBurst=800, egressRate=8000, egressBurst=800,
+                    prevResult={"cniVersion": "1.0.0", "interfaces": [{"name": "bwveth0"}, {"name": "bweth0", "sandbox": w.ctr.path}],
+                                "ips": [{"address": "10.66.0.5/24", "interface": 1}]})
     return conf
 
 
@@ -273,6 +280,24 @@ CASES = [
     Case("fw-zone-number", ("firewall",), 7, top(firewalldZone=5)),
     Case("fw-no-prevresult", ("firewall",), 7, top(prevResult=DELETE)),
     Case("fw-version-0.3.1", ("firewall",), 1, top(cniVersion="0.3.1")),
+    # -- the bandwidth plugin's keys
+    Case("bw-rate-without-burst", ("bandwidth",), 7, top(ingressBurst=DELETE), msg="burst must also be set"),
+    Case("bw-burst-without-rate", ("bandwidth",), 7, top(egressRate=DELETE), msg="rate must also be set"),
+    Case("bw-rate-negative", ("bandwidth",), 7, top(ingressRate=-8000)),
+    Case("bw-rate-string", ("bandwidth",), 7, top(ingressRate="8kbit")),
+    Case("bw-rate-float", ("bandwidth",), 7, top(egressRate=8000.5)),
+    Case("bw-burst-4GB", ("bandwidth",), 7, top(egressBurst=8 * (2**32 - 1)), msg="4GB"),
+    Case("bw-rate-below-one-byte", ("bandwidth",), 7, top(ingressRate=4)),
+    Case("bw-both-subnet-lists", ("bandwidth",), 7, top(shapedSubnets=["10.0.0.0/8"], unshapedSubnets=["10.1.0.0/16"])),
+    Case("bw-subnets-not-strings", ("bandwidth",), 7, top(shapedSubnets=[10])),
+    Case("bw-runtime-not-an-object", ("bandwidth",), 7,
+         top(ingressRate=DELETE, ingressBurst=DELETE, egressRate=DELETE, egressBurst=DELETE,
+             runtimeConfig={"bandwidth": "fast"})),
+    Case("bw-runtime-rate-without-burst", ("bandwidth",), 7,
+         top(ingressRate=DELETE, ingressBurst=DELETE, egressRate=DELETE, egressBurst=DELETE,
+             runtimeConfig={"bandwidth": {"egressRate": 8000}})),
+    Case("bw-no-prevresult", ("bandwidth",), 7, top(prevResult=DELETE)),
+    Case("bw-version-0.2.0", ("bandwidth",), 1, top(cniVersion="0.2.0")),
     # -- the dhcp plugin's keys
     Case("dhcp-socket-relative", ("dhcp",), 7, in_ipam(daemonSocketPath="run/dhcp.sock")),
     Case("dhcp-priority-negative", ("dhcp",), 7, in_ipam(priority=-1)),
@@ -323,6 +348,8 @@ def test_base_configurations_are_valid(plugins, world):
     for plugin in ALL:
         conf = base(plugin, world)
         kw = dict(containerid="goodctr", netns=world.ctr.path, in_netns=world.host.path)
+        if plugin == "bandwidth":
+            kw["ifname"] = "bweth0"
         out = plugins.run(plugin, "ADD", conf, **kw)
         if plugin == "dhcp":
             assert out.json["code"] == 11 and "not running" in out.json["msg"], out
