@@ -9,6 +9,12 @@ redirect) to an `ifb` device, whose root TBF limits it. The ifb is named from
 a hash of network and container (`bwp` + 12 hex digits), so DEL finds it
 without the netns or prevResult.
 
+With `shapedSubnets` (only traffic to those is limited) or `unshapedSubnets`
+(traffic to those is not), the root qdisc is an HTB instead, as in newer
+reference releases: class 1:30 carries the limit (ceiling twice the rate),
+class 1:1 is practically unlimited, and u32 filters on the destination address
+send the listed subnets to one class while the default class takes the rest.
+
 Rates and bursts come in bits (per second) as the configuration gives them;
 the kernel takes bytes and, for the bucket size, scheduler ticks. The numbers
 are computed exactly as the reference computes them, so both plugins program
@@ -26,14 +32,20 @@ LATENCY_USEC = 25_000.0  # the bucket's queue holds 25 ms worth of the rate, as 
 IFB_PREFIX = "bwp"
 IFB_NAME_LENGTH = 15
 MIN_IFB_TXQLEN = 1000  # an ifb with txqueuelen 0 drops under the tbf: the reference (HEAD) uses at least 1000
-TBF_HANDLE = make_handle(1, 0)
+ROOT_HANDLE = make_handle(1, 0)
+SHAPED_CLASS, UNSHAPED_CLASS = make_handle(1, 0x30), make_handle(1, 1)
+UNCAPPED_RATE = 100_000_000_000  # bytes per second: the reference's "no limit" class
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 
 
 class Limits(Record):
-    """One direction's limit, in bits per second and bits."""
+    """One direction's limit, in bits per second and bits, and the subnets it applies to
+    (all when `subnets` is empty) or does not apply to (`exclude`)."""
 
     rate: int = 0
     burst: int = 0
+    subnets: tuple = ()
+    exclude: bool = False
 
     def __bool__(self) -> bool:
         return self.rate > 0 and self.burst > 0
@@ -105,10 +117,39 @@ def _require(nl: Netlink, name: str):
     return link
 
 
-def shape_ingress(nl: Netlink, host_name: str, limits: Limits, ticks: float) -> None:
-    """Root TBF on the host end: what the container receives."""
+def subnet_keys(subnet) -> list[tuple[int, int, int]]:
+    """u32 (mask, value, offset) matching the destination address in `subnet`; one empty key for /0."""
+    offset, words = (16, 1) if subnet.version == 4 else (24, 4)
+    mask, value = int(subnet.netmask), int(subnet.network_address)
+    keys = []
+    for i in range(words):
+        shift = 32 * (words - 1 - i)
+        word_mask = (mask >> shift) & 0xFFFFFFFF
+        if word_mask:
+            keys.append((word_mask, (value >> shift) & 0xFFFFFFFF, offset + 4 * i))
+    return keys or [(0, 0, 0)]
+
+
+def shape(nl: Netlink, link_name: str, limits: Limits, ticks: float) -> None:
+    """The root qdisc that limits what `link_name` sends: a TBF, or an HTB when subnets are given."""
+    index = _require(nl, link_name).index
     tbf = tbf_for(limits, ticks)
-    nl.add_tbf(_require(nl, host_name).index, tbf.rate, tbf.limit, tbf.buffer)
+    if not limits.subnets:
+        nl.add_tbf(index, tbf.rate, tbf.limit, tbf.buffer)
+        return
+    nl.add_htb(index, (SHAPED_CLASS if limits.exclude else UNSHAPED_CLASS) & 0xFFFF)
+    nl.add_htb_class(index, SHAPED_CLASS, ROOT_HANDLE, tbf.rate, 2 * tbf.rate, tbf.buffer, tbf.buffer)
+    nl.add_htb_class(index, UNSHAPED_CLASS, ROOT_HANDLE, UNCAPPED_RATE, UNCAPPED_RATE)
+    target = UNSHAPED_CLASS if limits.exclude else SHAPED_CLASS
+    for subnet in limits.subnets:
+        v4 = subnet.version == 4
+        nl.add_u32_classifier(index, ROOT_HANDLE, 16 if v4 else 15, ETH_P_IP if v4 else ETH_P_IPV6, target,
+                              subnet_keys(subnet))
+
+
+def shape_ingress(nl: Netlink, host_name: str, limits: Limits, ticks: float) -> None:
+    """Root qdisc on the host end: what the container receives."""
+    shape(nl, host_name, limits, ticks)
 
 
 def create_ifb(nl: Netlink, name: str, host_name: str) -> str:
@@ -131,18 +172,24 @@ def redirect_to_ifb(nl: Netlink, host_name: str, ifb: str) -> None:
 
 
 def shape_ifb(nl: Netlink, ifb: str, limits: Limits, ticks: float) -> None:
-    """Root TBF on the ifb: what the container sends."""
-    tbf = tbf_for(limits, ticks)
-    nl.add_tbf(_require(nl, ifb).index, tbf.rate, tbf.limit, tbf.buffer)
+    """Root qdisc on the ifb: what the container sends."""
+    shape(nl, ifb, limits, ticks)
 
 
-def remove_qdisc(host_name: str, kind: str) -> None:
-    """Undo of one step: the host end's root tbf or its ingress qdisc, when there."""
+def _ours(q) -> bool:
+    """Our root qdisc (tbf or htb 1:) or the ingress qdisc."""
+    if q.parent == TC_H_ROOT:
+        return q.kind in ("tbf", "htb") and q.handle == ROOT_HANDLE
+    return q.kind == "ingress" and q.parent == TC_H_INGRESS
+
+
+def remove_qdisc(host_name: str, root: bool) -> None:
+    """Undo of one step: the host end's root qdisc (`root`) or its ingress qdisc, when there."""
     with Netlink() as nl:
         link = nl.get_link(host_name)
         if link is not None:
             for q in nl.qdiscs(link.index):
-                if q.kind == kind and q.parent in (TC_H_ROOT, TC_H_INGRESS):
+                if _ours(q) and (q.parent == TC_H_ROOT) == root:
                     nl.delete_qdisc(link.index, q.handle, q.parent)
 
 
@@ -157,11 +204,9 @@ def delete_ifb(name: str) -> None:
 
 
 def remove_host_shaping(nl: Netlink, host_index: int) -> None:
-    """The root TBF (handle 1:) and the ingress qdisc of a host end; absent is fine."""
+    """The root TBF or HTB (handle 1:) and the ingress qdisc of a host end; absent is fine."""
     for q in nl.qdiscs(host_index):
-        if q.kind == "tbf" and q.parent == TC_H_ROOT and q.handle == TBF_HANDLE:
-            nl.delete_qdisc(host_index, q.handle, q.parent)
-        elif q.kind == "ingress" and q.parent == TC_H_INGRESS:
+        if _ours(q):
             nl.delete_qdisc(host_index, q.handle, q.parent)
 
 
@@ -201,18 +246,33 @@ def teardown(network: str, container_id: str, host_names: list[str]) -> None:
 # ---- checking -----------------------------------------------------------------------------
 
 
-def check_tbf(nl: Netlink, link_name: str, limits: Limits, ticks: float) -> None:
+def check_shaping(nl: Netlink, link_name: str, limits: Limits, ticks: float) -> None:
+    """The root qdisc of `link_name` is what `shape` makes for `limits`."""
     link = nl.get_link(link_name)
     if link is None:
         raise CNIError(INTERNAL, f'failed to find link "{link_name}"')
     want = tbf_for(limits, ticks)
     roots = [q for q in nl.qdiscs(link.index) if q.parent == TC_H_ROOT]
-    if not roots or roots[0].kind != "tbf":
-        raise CNIError(INTERNAL, f"no tbf qdisc on {link_name}")
-    got = roots[0]
-    for what in ("rate", "limit", "buffer"):
-        if getattr(got, what) != getattr(want, what):
-            raise CNIError(INTERNAL, f"tbf on {link_name}: {what} {getattr(got, what)}, want {getattr(want, what)}")
+    kind = "htb" if limits.subnets else "tbf"
+    if not roots or roots[0].kind != kind:
+        raise CNIError(INTERNAL, f"no {kind} qdisc on {link_name}")
+    if kind == "tbf":
+        got = roots[0]
+        for what in ("rate", "limit", "buffer"):
+            if getattr(got, what) != getattr(want, what):
+                raise CNIError(INTERNAL, f"tbf on {link_name}: {what} {getattr(got, what)}, want {getattr(want, what)}")
+        return
+    default = (SHAPED_CLASS if limits.exclude else UNSHAPED_CLASS) & 0xFFFF
+    if roots[0].default_class != default:
+        raise CNIError(INTERNAL, f"htb on {link_name}: default class {roots[0].default_class:x}, want {default:x}")
+    shaped = [c for c in nl.classes(link.index) if c.handle == SHAPED_CLASS]
+    if not shaped or (shaped[0].rate, shaped[0].ceil, shaped[0].buffer) != (want.rate, 2 * want.rate, want.buffer):
+        raise CNIError(INTERNAL, f"htb on {link_name}: the shaped class does not match the limits")
+    target = UNSHAPED_CLASS if limits.exclude else SHAPED_CLASS
+    found = {tuple(f.keys) for f in nl.filters(link.index, ROOT_HANDLE) if f.classid == target}
+    for subnet in limits.subnets:
+        if tuple(subnet_keys(subnet)) not in found:
+            raise CNIError(INTERNAL, f"htb on {link_name}: no filter for {subnet}")
 
 
 def check_redirect(nl: Netlink, host_name: str, ifb: str) -> None:

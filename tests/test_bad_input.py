@@ -290,6 +290,7 @@ CASES = [
     Case("bw-rate-below-one-byte", ("bandwidth",), 7, top(ingressRate=4)),
     Case("bw-both-subnet-lists", ("bandwidth",), 7, top(shapedSubnets=["10.0.0.0/8"], unshapedSubnets=["10.1.0.0/16"])),
     Case("bw-subnets-not-strings", ("bandwidth",), 7, top(shapedSubnets=[10])),
+    Case("bw-subnet-garbage", ("bandwidth",), 7, top(unshapedSubnets=["10.0.0.0/40"])),
     Case("bw-runtime-not-an-object", ("bandwidth",), 7,
          top(ingressRate=DELETE, ingressBurst=DELETE, egressRate=DELETE, egressBurst=DELETE,
              runtimeConfig={"bandwidth": "fast"})),

@@ -203,3 +203,52 @@ def test_missing_netns_and_wrong_interface(plugins, pair):
     out = run(plugins, "ADD", unlisted, host, ctr)
     assert out.status == 1 and "host ns" in out.json["msg"], out.out
     assert qdiscs(host) == [] and host.link(ifb_of()) is None
+
+
+# ---- shapedSubnets / unshapedSubnets: HTB classes (newer reference releases; not in Debian's Go) ----------
+
+
+def classes(host, dev: str) -> list[str]:
+    return sorted(l.strip() for l in host.run("tc", "class", "show", "dev", dev).stdout.splitlines() if l.strip())
+
+
+def u32_matches(host, dev: str) -> list[tuple[str, str, str]]:
+    """(protocol, flowid, match lines) of each u32 rule under the root qdisc."""
+    text = host.run("tc", "filter", "show", "dev", dev).stdout  # root filters only: the ifb and the veth root
+    found = []
+    for block in text.split("filter parent 1: ")[1:]:
+        if "flowid" in block:
+            proto = block.split()[1]
+            flowid = block.split("flowid ")[1].split()[0]
+            found.append((proto, flowid, " ".join(l.strip() for l in block.splitlines() if "match" in l)))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("key", ["shapedSubnets", "unshapedSubnets"])
+def test_subnets_make_htb_classes(plugins, pair, key):
+    host, ctr = pair()
+    subnets = ["10.0.0.0/8", "fd00:1::/48", "192.168.7.9/24"]
+    conf = bw_conf("1.1.0", prev_result("1.1.0", ctr), runtimeConfig={"bandwidth": {**LIMITS, key: subnets}})
+    run(plugins, "ADD", conf, host, ctr).ok()
+    exclude = key == "unshapedSubnets"
+    default = "0x30" if exclude else "0x1"
+    for dev, rate, ceil in ((HOST_VETH, "8Mbit", "16Mbit"), (ifb_of(), "16Mbit", "32Mbit")):
+        root = [q for q in qdiscs(host) if q["dev"] == dev and q.get("root")]
+        assert root[0]["kind"] == "htb" and root[0]["options"]["default"] == default, root
+        assert classes(host, dev) == sorted([
+            "class htb 1:1 root prio 0 rate 800Gbit ceil 800Gbit burst 0b cburst 0b",
+            f"class htb 1:30 root prio 0 rate {rate} ceil {ceil} burst {'10000b' if dev == HOST_VETH else '20000b'} "
+            f"cburst {'20000b' if dev == HOST_VETH else '40000b'}"])
+        flow = "1:1" if exclude else "1:30"
+        assert u32_matches(host, dev) == sorted([
+            ("ip", flow, "match 0a000000/ff000000 at 16"),
+            ("ip", flow, "match c0a80700/ffffff00 at 16"),
+            ("ipv6", flow, "match fd000001/ffffffff at 24 match 00000000/ffff0000 at 28")])
+    assert f"Egress Redirect to device {ifb_of()}" in redirect_filter(host)
+    run(plugins, "CHECK", conf, host, ctr).ok()
+    other = json.loads(json.dumps(conf))
+    other["runtimeConfig"]["bandwidth"][key] = subnets[:2] + ["172.16.0.0/12"]
+    failed = run(plugins, "CHECK", other, host, ctr)
+    assert failed.status == 1 and "172.16.0.0/12" in failed.json["msg"], failed.out
+    run(plugins, "DEL", bw_conf("1.1.0", None), host, None).ok()
+    assert qdiscs(host) == [] and host.link(ifb_of()) is None

@@ -7,7 +7,8 @@ prevResult, plus the ifb when egress is shaped. A failed ADD removes what it mad
 DEL removes the ifb and the qdiscs on the host end, also without the netns.
 CHECK compares the qdiscs with the configuration.
 
-Limits come from the top-level keys or, when none of those is given, from the
+`shapedSubnets` / `unshapedSubnets` switch the root qdiscs to HTB classes that
+limit only (or all but) traffic to those subnets. Limits come from the top-level keys or, when none of those is given, from the
 runtime's `bandwidth` capability (runtimeConfig.bandwidth).
 """
 from __future__ import annotations
@@ -25,7 +26,19 @@ RATE_KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
 MAX_BURST = 8 * (2**32 - 1)  # the kernel keeps the bucket in a u32 of bytes
 
 
-def _limits(f: Fields, direction: str) -> Limits:
+def _subnets(f: Fields, key: str) -> tuple:
+    import ipaddress
+
+    found = []
+    for text in f.texts(key):
+        try:
+            found.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise invalid_config(f"bad subnet {text!r} in {key}") from None
+    return tuple(found)
+
+
+def _limits(f: Fields, direction: str, subnets: tuple, exclude: bool) -> Limits:
     rate = f.number(f"{direction}Rate", minimum=0)
     burst = f.number(f"{direction}Burst", minimum=0)
     if rate and not burst:
@@ -36,14 +49,12 @@ def _limits(f: Fields, direction: str) -> Limits:
         raise invalid_config("burst cannot be more than 4GB", f"{direction}Burst {burst}")
     if (rate or burst) and (rate < 8 or burst < 8):
         raise invalid_config(f"{direction}Rate and {direction}Burst are bits: at least 8 (one byte)")
-    return Limits(rate=rate, burst=burst)
+    return Limits(rate=rate, burst=burst, subnets=subnets, exclude=exclude)
 
 
 class BandwidthConf(NetConf):
     ingress: Limits
     egress: Limits
-    shaped_subnets: list
-    unshaped_subnets: list
 
     @classmethod
     def load(cls, call: Call, *, lenient: bool = False) -> "BandwidthConf":
@@ -54,14 +65,13 @@ class BandwidthConf(NetConf):
             runtime = Fields(call.config.get("runtimeConfig"), "runtimeConfig")
             if runtime.has("bandwidth"):
                 source = runtime.sub("bandwidth")
-        shaped, unshaped = source.texts("shapedSubnets"), source.texts("unshapedSubnets")
+        shaped, unshaped = _subnets(source, "shapedSubnets"), _subnets(source, "unshapedSubnets")
         if shaped and unshaped:
             raise invalid_config("unshapedSubnets and shapedSubnets cannot be both specified, "
                                  "one of them should be discarded")
-        if shaped or unshaped:
-            raise invalid_config("shapedSubnets and unshapedSubnets are not supported by this bandwidth plugin")
-        conf = cls(**cls.common(call.config, call.cni_version), ingress=_limits(source, "ingress"),
-                   egress=_limits(source, "egress"), shaped_subnets=shaped, unshaped_subnets=unshaped)
+        subnets, exclude = (unshaped, True) if unshaped else (shaped, False)
+        conf = cls(**cls.common(call.config, call.cni_version), ingress=_limits(source, "ingress", subnets, exclude),
+                   egress=_limits(source, "egress", subnets, exclude))
         if conf.prev_result is None and not lenient:
             raise invalid_config("must be called as chained plugin (no prevResult)")
         return conf
@@ -82,13 +92,13 @@ def add(call: Call) -> Result:
     with Rollback() as undo, Netlink() as nl:
         if conf.ingress:
             bandwidth.shape_ingress(nl, host, conf.ingress, ticks)
-            undo.push(lambda: bandwidth.remove_qdisc(host, "tbf"), "remove the host tbf", stage="ingress")
+            undo.push(lambda: bandwidth.remove_qdisc(host, root=True), "remove the host's root qdisc", stage="ingress")
         if conf.egress:
             ifb = bandwidth.ifb_name(conf.name, call.container_id)
             mac = bandwidth.create_ifb(nl, ifb, host)
             undo.push(lambda: bandwidth.delete_ifb(ifb), "delete the ifb", stage="ifb")
             bandwidth.add_ingress_qdisc(nl, host)
-            undo.push(lambda: bandwidth.remove_qdisc(host, "ingress"), "remove the redirect", stage="redirect")
+            undo.push(lambda: bandwidth.remove_qdisc(host, root=False), "remove the redirect", stage="redirect")
             bandwidth.redirect_to_ifb(nl, host, ifb)
             bandwidth.shape_ifb(nl, ifb, conf.egress, ticks)
             result.interfaces.append(Interface(name=ifb, mac=mac))
@@ -111,10 +121,10 @@ def check(call: Call) -> None:
     ticks = bandwidth.tick_in_usec()
     with Netlink() as nl:
         if conf.ingress:
-            bandwidth.check_tbf(nl, host, conf.ingress, ticks)
+            bandwidth.check_shaping(nl, host, conf.ingress, ticks)
         if conf.egress:
             ifb = bandwidth.ifb_name(conf.name, call.container_id)
-            bandwidth.check_tbf(nl, ifb, conf.egress, ticks)
+            bandwidth.check_shaping(nl, ifb, conf.egress, ticks)
             bandwidth.check_redirect(nl, host, ifb)
 
 
