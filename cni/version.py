@@ -24,6 +24,11 @@ def at_least(version: str, minimum: str) -> bool:
         return False
 
 
+def starting_from(first: str) -> tuple[str, ...]:
+    """The supported versions from `first` on (chained plugins whose reference starts later)."""
+    return tuple(v for v in SUPPORTED_VERSIONS if at_least(v, first))
+
+
 def require_supported(version: str, supported: tuple[str, ...] = SUPPORTED_VERSIONS) -> None:
     if version not in supported:
         raise CNIError(

@@ -26,12 +26,12 @@ def main() -> None:
         sys.stderr.write(f"usage: pycni PLUGIN (one of: {', '.join(sorted(registry.PLUGINS))})\n")
         sys.exit(2)
     if not args and name not in registry.TOOLS and os.environ.get("CNI_COMMAND") == "VERSION":
-        # Every plugin of the suite supports every version, so VERSION is answered
-        # before the plugin and its library are imported: runtimes probe every plugin
-        # of every network with it (podman does on each start).
+        # The registry knows each plugin's versions, so VERSION is answered before
+        # the plugin and its library are imported: runtimes probe every plugin of
+        # every network with it (podman does on each start).
         from cni import version
 
-        sys.stdout.write(version.version_json())
+        sys.stdout.write(version.version_json(registry.supported_versions(name)))
         sys.stdout.flush()
         os._exit(0)  # nothing to tear down; see cni.skel.exit_now
     sys.argv = [name] + args

@@ -27,6 +27,15 @@ PLUGINS = {
 }
 # Entries that are tools, not CNI plugins: they do not speak CNI_COMMAND.
 TOOLS = frozenset({"cnitool"})
+# Plugins that, like their reference, start at a later spec version than 0.1.0;
+# the multicall answers VERSION from here without importing the plugin.
+FIRST_VERSION = {"firewall": "0.4.0", "bandwidth": "0.3.0"}
+
+
+def supported_versions(name: str) -> tuple[str, ...]:
+    from cni import version
+
+    return version.starting_from(FIRST_VERSION.get(name, version.SUPPORTED_VERSIONS[0]))
 
 
 def module(name: str) -> ModuleType:

@@ -20,7 +20,7 @@ from cni.errors import invalid_config
 from cni.rollback import Rollback
 from cni.skel import Call, Plugin
 from cni.types import Interface, Result
-from cni.version import SUPPORTED_VERSIONS, at_least
+from cni.version import starting_from
 
 RATE_KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
 MAX_BURST = 8 * (2**32 - 1)  # the kernel keeps the bucket in a u32 of bytes
@@ -129,4 +129,4 @@ def check(call: Call) -> None:
 
 
 main = Plugin("bandwidth", add=add, delete=delete, check=check,
-              supported=tuple(v for v in SUPPORTED_VERSIONS if at_least(v, "0.3.0")))
+              supported=starting_from("0.3.0"))  # as the reference; plugins/registry.py FIRST_VERSION

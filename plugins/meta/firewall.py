@@ -18,7 +18,7 @@ from cni.errors import invalid_config
 from cni.rollback import Rollback, checkpoint
 from cni.skel import Call, Plugin
 from cni.types import Result
-from cni.version import SUPPORTED_VERSIONS, at_least
+from cni.version import starting_from
 
 IPTABLES, FIREWALLD = "iptables", "firewalld"
 BACKENDS = ("", IPTABLES, FIREWALLD)
@@ -135,4 +135,4 @@ def gc(call: Call) -> None:
 
 
 main = Plugin("firewall", add=add, delete=delete, check=check, gc=gc,
-              supported=tuple(v for v in SUPPORTED_VERSIONS if at_least(v, "0.4.0")))
+              supported=starting_from("0.4.0"))  # as the reference; plugins/registry.py FIRST_VERSION
