@@ -118,9 +118,10 @@ def test_an_add_imports_neither_json_nor_re(tmp_path):
     imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.decode().splitlines() if "|" in line}
     assert "cni.jsontext" in imported
     assert imported & {"json", "re", "enum", "typing"} == set()
-    # and every library module an ADD of the main plugins uses
+    # and every library module an ADD of the main and chained plugins uses
     code = ("import sys, plugins.main.bridge, plugins.main.ptp, plugins.main.macvlan, plugins.main.ipvlan, "
-            "cni.ipam, cni.link, cni.netlink, cni.netns, cni.invoke, cni.rollback, cni.sysctl, cni.masq; "
+            "cni.ipam, cni.link, cni.netlink, cni.netns, cni.invoke, cni.rollback, cni.sysctl, cni.masq, "
+            "plugins.meta.firewall, plugins.meta.bandwidth, cni.firewall, cni.firewalld, cni.bandwidth; "
             "print(sorted(m for m in ('json', 're', 'enum', 'typing') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
