@@ -179,11 +179,12 @@ def _ours(line: str, comment_mark: str, reference_rules: set[str]) -> bool:
 def teardown(comment: str, ips: list[IPInterface]) -> None:
     """Remove the address rules marked with `comment`, and the reference's unmarked rules of `ips`.
 
-    Nothing there is success; the shared chains stay.
+    Nothing there is success; the shared chains stay. With `ips` (from prevResult) only
+    their families are looked at: ADD wrote nothing for the others.
     """
     mark = _comment(comment) + " "
     with locked():
-        for family in (4, 6):
+        for family in sorted({ip.version for ip in ips}) or (4, 6):
             if not _available(family):
                 continue
             unmarked = {f"-A {FORWARD_CHAIN} {r}" for ip in ips if ip.version == family
