@@ -335,3 +335,27 @@ def test_real_firewalld_failed_add_takes_back_its_sources(plugins, real_firewall
     finally:
         bus_call(address, "org.fedoraproject.FirewallD1", "/org/fedoraproject/FirewallD1",
                  "org.fedoraproject.FirewallD1.zone.removeSource", "public", "fd77::5/128")
+
+
+def test_parallel_adds_share_the_chains_once(plugins, host_ns):
+    """32 containers at once: the shared jumps appear once (the lock), every address gets its rules, all go on DEL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def conf(i: int) -> dict:
+        return fw_conf("1.0.0", prev_result("1.0.0", f"10.77.{i // 200}.{i % 200 + 2}/16", f"fd77::{i + 2:x}/64"),
+                       ingressPolicy="same-bridge")
+
+    with ThreadPoolExecutor(16) as pool:
+        outs = list(pool.map(lambda i: run(plugins, "ADD", conf(i), host_ns, f"ctr{i}"), range(32)))
+    assert all(o.status == 0 for o in outs), [o.out for o in outs if o.status]
+    rules = filter_rules(host_ns)
+    for family in ("ipt", "ip6"):
+        mine = [l for l in rules if l.startswith(family)]
+        assert sum(l.endswith("-j CNI-FORWARD") for l in mine) == 1
+        assert sum(l.endswith("-j CNI-ADMIN") for l in mine) == 1
+        assert sum(l.endswith("-j CNI-ISOLATION-STAGE-1") for l in mine) == 1
+    assert len(address_rules(host_ns)) == 32 * 4
+    with ThreadPoolExecutor(16) as pool:
+        outs = list(pool.map(lambda i: run(plugins, "DEL", fw_conf("1.0.0"), host_ns, f"ctr{i}", netns=""), range(32)))
+    assert all(o.status == 0 for o in outs), [o.out for o in outs if o.status]
+    assert address_rules(host_ns) == []
