@@ -176,6 +176,13 @@ class NetConf(Record):
 
     # ---- conventions shared by several plugins ---------------------------------
 
+    def require_prev_result(self) -> Result:
+        """A chained plugin's input: the previous plugin's result (code 7 when missing)."""
+        if self.prev_result is None:
+            raise CNIError(INVALID_NETWORK_CONFIG, "required prevResult missing",
+                           "this plugin must be called as a chained plugin")
+        return self.prev_result
+
     def cni_args(self) -> Fields:
         """`args.cni`: arguments the runtime put into the configuration."""
         return Fields(self.args, "args").sub("cni")

@@ -152,7 +152,9 @@ def check_interface_config(netns: str, ifname: str, result: Result, index: int) 
     """CHECK: every address of interface `index` and every route of `result` is in place.
 
     A route listed without a gateway passes whether it was installed on-link or
-    via the interface's gateway.
+    via the interface's gateway. A route listed without a table passes in the
+    main table or in any table through this interface: sbr and vrf, later in
+    the chain, move the interface's routes into tables of their own.
     """
     mine = [ip for ip in result.ips if ip.interface == index]
     with Netlink(netns) as nl:
@@ -163,8 +165,12 @@ def check_interface_config(netns: str, ifname: str, result: Result, index: int) 
                 raise CNIError(INTERNAL, f'{ifname}: missing address {ip.address}')
         installed = nl.routes(table=None)
         for route in result.routes:
-            table = route.table if route.table is not None else 254
-            if not any(r.dst == route.dst and r.table == table and (route.gw is None or r.gw == route.gw)
+            def in_place(r) -> bool:
+                if route.table is None:
+                    return r.table == 254 or r.oif == link.index
+                return r.table == route.table
+
+            if not any(r.dst == route.dst and in_place(r) and (route.gw is None or r.gw == route.gw)
                        for r in installed):
                 via = f" via {route.gw}" if route.gw is not None else ""
                 raise CNIError(INTERNAL, f"{ifname}: route to {route.dst}{via} not found")
@@ -440,7 +446,8 @@ def check_point_to_point(netns: str, ifname: str, prev: Result, index: int) -> N
             raise CNIError(INTERNAL, f'"{ifname}" is not the peer of host veth "{host_names[0]}"')
         host_addrs = {a.address for a in host.addresses(host_link.index)}
         host_routes = [r for r in host.routes() if r.oif == host_link.index]
-        ctr_routes = [r for r in ctr.routes() if r.oif == ctr_link.index]
+        # In any table: sbr or vrf later in the chain may have moved them.
+        ctr_routes = [r for r in ctr.routes(table=None) if r.oif == ctr_link.index]
     for ip in mine:
         bits = ip.address.max_prefixlen
         if ip.gateway is not None and ipaddress.ip_interface(f"{ip.gateway}/{bits}") not in host_addrs:

@@ -135,6 +135,28 @@ class entered:
             os.close(home)
 
 
+class locked:
+    """`with locked(path):` holds an exclusive flock on the netns file at `path`.
+
+    Serialises plugins that read, then change, state shared by the whole netns
+    (sbr picks free routing tables). The file is opened read-only and never
+    created: a vanished netns raises NetnsNotFound instead of leaving a file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+
+    def __enter__(self) -> None:
+        self._fd = open_netns(self.path)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the lock
+            self._fd = -1
+
+
 def exists(path: str | None) -> bool:
     """True when `path` names a live network namespace."""
     if not path:

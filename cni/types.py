@@ -270,6 +270,12 @@ class Result(Record):
     def copy(self) -> "Result":
         return Result.from_dict(self.to_dict(versions.CURRENT), versions.CURRENT).with_version(self.cni_version)
 
+    def ips_of(self, ifname: str) -> list[IPConfig]:
+        """The addresses of interface `ifname`: those naming it, and those naming no interface."""
+        return [ip for ip in self.ips
+                if ip.interface is None or ip.interface >= len(self.interfaces)
+                or self.interfaces[ip.interface].name == ifname]
+
     def with_version(self, cni_version: str) -> "Result":
         self.cni_version = cni_version
         return self

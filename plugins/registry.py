@@ -22,6 +22,8 @@ PLUGINS = {
     "portmap": "plugins.meta.portmap",
     "firewall": "plugins.meta.firewall",
     "bandwidth": "plugins.meta.bandwidth",
+    "sbr": "plugins.meta.sbr",
+    "vrf": "plugins.meta.vrf",
     # Not a plugin: the runtime-side tool; its module exposes cli(args) only.
     "cnitool": "cni.runtime.cnitool",
 }

@@ -6,7 +6,7 @@ It encodes exactly the messages the plugins need and decodes the replies into
 plain records (cni.record):
 
 - `core`: message framing, attributes, `NetlinkError`, the socket (request/ack/dump);
-- `link`, `addr`, `route`, `bridge`, `qdisc`: each kernel object's record, message bodies
+- `link`, `addr`, `route`, `rule`, `bridge`, `qdisc`: each kernel object's record, message bodies
   and operations, as a mixin of the one `Netlink` client below.
 
 A socket opened inside a network namespace stays bound to it after the thread
@@ -32,7 +32,9 @@ from .qdisc import *  # noqa: F403
 from .qdisc import QdiscOps
 from .route import *  # noqa: F403
 from .route import RouteOps
+from .rule import *  # noqa: F403
+from .rule import RuleOps
 
 
-class Netlink(LinkOps, AddressOps, RouteOps, BridgeOps, QdiscOps, Socket):
+class Netlink(LinkOps, AddressOps, RouteOps, RuleOps, BridgeOps, QdiscOps, Socket):
     """One NETLINK_ROUTE socket with the operations on every kernel object we manage."""

@@ -53,6 +53,8 @@ IFLA_VLAN_ID = 1
 IFLA_VLAN_PROTOCOL = 5
 VLAN_PROTOCOLS = {0x8100: "802.1Q", 0x88A8: "802.1ad"}
 
+IFLA_VRF_TABLE = 1
+
 IFLA_BR_FORWARD_DELAY = 1
 IFLA_BR_HELLO_TIME = 2
 IFLA_BR_MAX_AGE = 3
@@ -198,6 +200,11 @@ def ifb_body(name, *, mtu=0, txqlen=None) -> bytes:
     return _newlink_body(name, "ifb", mtu=mtu, extra=extra)
 
 
+def vrf_body(name, table) -> bytes:
+    """A VRF device whose routes live in routing table `table`."""
+    return _newlink_body(name, "vrf", data=attr_u32(IFLA_VRF_TABLE, table))
+
+
 # --- message bodies: decode --------------------------------------------------------
 
 
@@ -226,6 +233,9 @@ def _decode_info_data(kind: str, data: bytes) -> dict:
         if IFLA_VLAN_PROTOCOL in attrs:
             proto = struct.unpack_from("!H", attrs[IFLA_VLAN_PROTOCOL])[0]
             info["protocol"] = VLAN_PROTOCOLS.get(proto, hex(proto))
+    elif kind == "vrf":
+        if IFLA_VRF_TABLE in attrs:
+            info["table"] = u32(attrs[IFLA_VRF_TABLE])
     elif kind == "bridge":
         if IFLA_BR_VLAN_FILTERING in attrs:
             info["vlan_filtering"] = bool(u8(attrs[IFLA_BR_VLAN_FILTERING]))
@@ -369,6 +379,9 @@ class LinkOps:
 
     def create_dummy(self, name, *, mtu=0, netns_fd=None) -> None:
         self._create(dummy_body(name, mtu=mtu, netns_fd=netns_fd), f'dummy "{name}"')
+
+    def create_vrf(self, name, table) -> None:
+        self._create(vrf_body(name, table), f'vrf "{name}" (table {table})')
 
     def set_link(
         self,

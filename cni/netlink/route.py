@@ -158,6 +158,17 @@ class RouteOps:
         mode = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self._ack(RTM_NEWROUTE, mode, body, f"add route {what}")
 
+    def put_route(self, route: Route, *, table: int | None = None, replace: bool = True) -> None:
+        """Add a copy of a listed route (into `table` when given), keeping its protocol, scope,
+        source, metric and metrics; replacing by default, so copying twice is harmless."""
+        self.add_route(route.dst, gw=route.gw, oif=route.oif, scope=route.scope, src=route.src,
+                       table=route.table if table is None else table, priority=route.priority,
+                       mtu=route.mtu, advmss=route.advmss, proto=route.proto, replace=replace)
+
+    def remove_route(self, route: Route) -> None:
+        """Delete exactly a listed route (destination, gateway, device, table and metric)."""
+        self.delete_route(route.dst, gw=route.gw, oif=route.oif, table=route.table, priority=route.priority)
+
     def delete_route(self, dst, *, gw=None, oif: int = 0, table: int = RT_TABLE_MAIN, priority: int | None = None) -> None:
         dst = _default_dst(dst, gw)
         # Scope NOWHERE, type and protocol 0: match whatever the route was added with.
