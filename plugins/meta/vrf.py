@@ -81,7 +81,7 @@ def add(call: Call) -> Result:
         dropped = what_enslaving_drops(nl, link)
         nl.set_link(link.index, master=vrf.index)
         undo.push(lambda: release(nl, link.index, dropped), f'release "{call.ifname}"', stage="enslaved")
-        restore(nl, call.netns, call.ifname, link.index, dropped, vrf.info["table"], wait=True)
+        restore(nl, link.index, dropped, vrf.info["table"], settle=lambda: wait_ipv6_settled(call.netns, call.ifname))
     return prev
 
 
@@ -122,26 +122,29 @@ def what_enslaving_drops(nl: Netlink, link: Link) -> Dropped:
     return Dropped(addresses=addresses, routes=routes)
 
 
-def restore(nl: Netlink, netns: str, ifname: str, index: int, dropped: Dropped, table: int, *, wait: bool) -> None:
+def restore(nl: Netlink, index: int, dropped: Dropped, table: int, *, settle=None) -> None:
     """Put back the dropped addresses, then the dropped routes into `table` (on-link ones first:
-    the others' gateways are reached through them)."""
+    the others' gateways are reached through them). `settle` runs between the two (the wait
+    for IPv6 duplicate address detection); without it (an undo) every step is best effort."""
     present = {a.address for a in nl.addresses(index, family=AF_INET6)}
-    try:
-        for addr in dropped.addresses:
-            if addr.address not in present:
-                nl.add_address(index, addr.address, flags=addr.flags & (IFA_F_NODAD | IFA_F_NOPREFIXROUTE))
-        if wait and dropped.addresses:
-            wait_ipv6_settled(netns, ifname)
-        for route in sorted(dropped.routes, key=lambda r: -r.scope):
-            nl.put_route(route, table=table)
-    except NetlinkError as exc:
-        raise CNIError(INTERNAL, f'could not restore the addresses and routes of "{ifname}" in table {table}: {exc}') from None
+    steps = [lambda a=a: nl.add_address(index, a.address, flags=a.flags & (IFA_F_NODAD | IFA_F_NOPREFIXROUTE))
+             for a in dropped.addresses if a.address not in present]
+    if settle is not None and dropped.addresses:
+        steps.append(settle)
+    steps += [lambda r=r: nl.put_route(r, table=table) for r in sorted(dropped.routes, key=lambda r: -r.scope)]
+    for step in steps:
+        try:
+            step()
+        except NetlinkError as exc:
+            if settle is not None:
+                raise CNIError(INTERNAL, f"could not restore the addresses and routes of link {index} "
+                                         f"in table {table}: {exc}") from None
 
 
 def release(nl: Netlink, index: int, dropped: Dropped) -> None:
     """Undo of enslaving: the interface leaves the VRF with its addresses and routes as they were."""
     nl.set_link(index, master=0)
-    restore(nl, "", "", index, dropped, RT_TABLE_MAIN, wait=False)
+    restore(nl, index, dropped, RT_TABLE_MAIN)
 
 
 def delete_quietly(nl: Netlink, index: int) -> None:
