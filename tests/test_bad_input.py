@@ -360,3 +360,82 @@ def test_base_configurations_are_valid(plugins, world):
             continue
         out.ok()
         plugins.run(plugin, "DEL", conf, **kw).ok()
+
+
+# ---- chained plugins (sbr, vrf): their own keys, on an interface a main plugin made -------------
+
+CHAINED = ("sbr", "vrf")
+CHAINED_IF = "sbr0"
+
+
+def chained_base(plugin: str, w: World) -> dict:
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": CHAINED_IF, "sandbox": w.ctr.path}],
+            "ips": [{"interface": 0, "address": "10.67.0.5/24", "gateway": "10.67.0.1"}]}
+    conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "badnet", "type": plugin, "prevResult": prev}
+    if plugin == "vrf":
+        conf["vrfname"] = "badvrf"
+    return conf
+
+
+CHAINED_CASES = [
+    Case("prevresult-missing", CHAINED, 7, top(prevResult=DELETE), msg="prevResult"),
+    Case("prevresult-no-ips", ("sbr",), 7, top(prevResult={"cniVersion": "1.0.0"}), msg="no IP addresses"),
+    Case("prevresult-other-interface", ("sbr",), 7,
+         top(prevResult={"cniVersion": "1.0.0", "interfaces": [{"name": "eth9"}],
+                         "ips": [{"interface": 0, "address": "10.67.0.5/24"}]})),
+    Case("sbr-table-string", ("sbr",), 7, top(table="100")),
+    Case("sbr-table-zero", ("sbr",), 7, top(table=0)),
+    Case("sbr-table-negative", ("sbr",), 7, top(table=-1)),
+    Case("sbr-table-2-32", ("sbr",), 7, top(table=2**32)),
+    Case("vrfname-missing", ("vrf",), 7, top(vrfname=DELETE), msg="vrf name"),
+    Case("vrfname-empty", ("vrf",), 7, top(vrfname="")),
+    Case("vrfname-16-bytes", ("vrf",), 7, top(vrfname="v" * 16)),
+    Case("vrfname-slash", ("vrf",), 7, top(vrfname="a/b")),
+    Case("vrfname-number", ("vrf",), 7, top(vrfname=5)),
+    Case("vrf-table-string", ("vrf",), 7, top(table="10")),
+    Case("vrf-table-negative", ("vrf",), 7, top(table=-1)),
+    Case("vrf-version-0.3.0", ("vrf",), 1, top(cniVersion="0.3.0")),
+    Case("vrf-del-without-vrfname", ("vrf",), 7, top(vrfname=DELETE), run={"command": "DEL"}),
+    Case("vrf-interface-absent", ("vrf",), 999, run={"ifname": "nosuch0"}, msg="nosuch0"),
+    Case("sbr-interface-absent", ("sbr",), 999, top(prevResult={"cniVersion": "1.0.0", "ips": [{"address": "10.67.0.5/24"}]}),
+         run={"ifname": "nosuch0"}, msg="nosuch0"),
+    Case("chained-netns-gone", CHAINED, 999, run={"netns": "/run/netns/pycni-gone"}),
+]
+CHAINED_PAIRS = [(case, plugin) for case in CHAINED_CASES for plugin in case.plugins]
+
+
+def routing(ns: Netns) -> list:
+    return [ns.ip_json(family, *what) for family in ("-4", "-6") for what in (("rule",), ("route", "show", "table", "all"))]
+
+
+@pytest.mark.parametrize("case,plugin", CHAINED_PAIRS, ids=[f"{c.id}-{p}" for c, p in CHAINED_PAIRS])
+def test_chained_bad_input(plugins, world, case, plugin):
+    conf = case.edit(chained_base(plugin, world), world)
+    kw = dict(containerid="badctr", netns=world.ctr.path, ifname=CHAINED_IF, in_netns=world.host.path)
+    kw.update(case.run)
+    command = kw.pop("command", "ADD")
+    before = state(world.host, [world.ctr], world.data_dir), routing(world.ctr)
+    out = plugins.run(plugin, command, conf, **kw)
+    no_traceback(out)
+    assert out.status == 1, out
+    assert out.json["code"] == case.code, out.out[:2000]
+    assert case.msg in out.json["msg"]
+    assert (state(world.host, [world.ctr], world.data_dir), routing(world.ctr)) == before
+
+
+def test_chained_base_configurations_are_valid(plugins, world):
+    """With sbr0 present the base call works (vrf: up to the kernel, which may lack VRFs)."""
+    world.ctr.run("ip", "link", "add", CHAINED_IF, "type", "veth", "peer", "name", CHAINED_IF + "p")
+    try:
+        world.ctr.run("ip", "addr", "add", "10.67.0.5/24", "dev", CHAINED_IF)
+        world.ctr.run("ip", "link", "set", CHAINED_IF, "up")
+        kw = dict(containerid="goodctr", netns=world.ctr.path, ifname=CHAINED_IF, in_netns=world.host.path)
+        for plugin in CHAINED:
+            conf = chained_base(plugin, world)
+            out = plugins.run(plugin, "ADD", conf, **kw)
+            if plugin == "vrf" and out.status and "could not add VRF" in out.json["msg"]:
+                continue  # made it past every check to the kernel
+            out.ok()
+            plugins.run(plugin, "DEL", conf, **kw).ok()
+    finally:
+        world.ctr.run("ip", "link", "del", CHAINED_IF, check=False)
