@@ -55,8 +55,8 @@ def decode_rule(body: bytes) -> Rule:
         rule.src = ipaddress.ip_network((ip_from_bytes(family, attrs[FRA_SRC]), src_len))
     if FRA_DST in attrs:
         rule.dst = ipaddress.ip_network((ip_from_bytes(family, attrs[FRA_DST]), dst_len))
-    if FRA_PRIORITY in attrs:
-        rule.priority = u32(attrs[FRA_PRIORITY])
+    # The kernel leaves FRA_PRIORITY out of a dump when it is 0 (the local table's rule).
+    rule.priority = u32(attrs[FRA_PRIORITY]) if FRA_PRIORITY in attrs else 0
     if FRA_IIFNAME in attrs:
         rule.iifname = cstr(attrs[FRA_IIFNAME])
     if FRA_OIFNAME in attrs:
