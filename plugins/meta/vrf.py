@@ -79,7 +79,10 @@ def add(call: Call) -> Result:
             raise invalid_config(f'VRF "{conf.vrf_name}" already exists with routing table {vrf.info.get("table")}',
                                  f"configured table: {conf.table}")
         dropped = what_enslaving_drops(nl, link)
-        nl.set_link(link.index, master=vrf.index)
+        try:
+            nl.set_link(link.index, master=vrf.index)
+        except NetlinkError as exc:
+            raise CNIError(INTERNAL, f'could not set VRF "{conf.vrf_name}" as master of "{call.ifname}": {exc}') from None
         undo.push(lambda: release(nl, link.index, dropped), f'release "{call.ifname}"', stage="enslaved")
         restore(nl, link.index, dropped, vrf.info["table"], settle=lambda: wait_ipv6_settled(call.netns, call.ifname))
     return prev
