@@ -394,7 +394,6 @@ CHAINED_CASES = [
     Case("vrfname-number", ("vrf",), 7, top(vrfname=5)),
     Case("vrf-table-string", ("vrf",), 7, top(table="10")),
     Case("vrf-table-negative", ("vrf",), 7, top(table=-1)),
-    Case("vrf-version-0.3.0", ("vrf",), 1, top(cniVersion="0.3.0")),
     Case("vrf-del-without-vrfname", ("vrf",), 7, top(vrfname=DELETE), run={"command": "DEL"}),
     Case("vrf-interface-absent", ("vrf",), 999, run={"ifname": "nosuch0"}, msg="nosuch0"),
     Case("sbr-interface-absent", ("sbr",), 999, top(prevResult={"cniVersion": "1.0.0", "ips": [{"address": "10.67.0.5/24"}]}),
