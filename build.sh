@@ -4,8 +4,10 @@
 #   ./build.sh              venv (if needed) + bin/ (if any input changed)
 #   ./build.sh demo         build, then run `ip addr` in a fresh netns attached to the demo
 #                           network mynet (scripts/priv-net-run.sh; installs iproute2/iptables if missing)
-#   ./build.sh test [ARGS]  the whole test suite: build if needed, then pytest with the
-#                           frozen tests required (PYCNI_REQUIRE_FROZEN=1); ARGS go to pytest
+#   ./build.sh test [ARGS]  the whole test suite: install the Debian packages the tests need
+#                           (packaging/test-packages.txt, only those missing), build if needed, then
+#                           pytest with the frozen tests required (PYCNI_REQUIRE_FROZEN=1); ARGS go to pytest
+#   ./build.sh deps         only install those packages (.ci/run's first step)
 #   ./build.sh release      dist/pycni-linux-<arch>-<version>.tgz (+ .sha256/.sha512), frozen in a
 #                           cached Debian 11 root so it runs on glibc 2.31+ (packaging/release.sh)
 #   ./build.sh clean        remove bin/, dist/ and build/ (but build/bullseye/, the cached root)
@@ -35,7 +37,9 @@ apt_install() {
         exit 1
     fi
     log "apt-get install $*"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null; then
+    # Package lists are fetched only when the install needs them (a fresh machine has none).
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; then
+        log "apt-get update"
         apt-get update >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null
     fi
@@ -157,6 +161,24 @@ runtime_prerequisites() {
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
+# What the tests exec: the packages of packaging/test-packages.txt (its first column) that dpkg
+# does not list as installed. When all are, this is one dpkg-query: no apt-get, no network.
+test_prerequisites() {
+    local wanted=() installed missing=() package
+    mapfile -t wanted < <(sed 's/#.*//' "$ROOT/packaging/test-packages.txt" | awk 'NF { print $1 }')
+    if ! command -v dpkg-query >/dev/null; then
+        log "not a Debian system: install the equivalents of ${wanted[*]}"
+        return
+    fi
+    # "ii": wanted and installed (the second letter is the state); an unknown package prints nothing.
+    installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${wanted[@]}" 2>/dev/null \
+        | awk 'substr($2, 2, 1) == "i" { print $1 }' || true)
+    for package in "${wanted[@]}"; do
+        grep -qxF -- "$package" <<<"$installed" || missing+=("$package")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 case "${1:-}" in
     demo)
         system_prerequisites
@@ -183,9 +205,14 @@ case "${1:-}" in
         system_prerequisites
         exec "$ROOT/packaging/release.sh" "$@"
         ;;
+    deps)
+        system_prerequisites
+        test_prerequisites
+        ;;
     test)
         shift
         system_prerequisites
+        test_prerequisites
         ensure_venv
         freeze
         export PYCNI_REQUIRE_FROZEN=1
@@ -197,7 +224,7 @@ case "${1:-}" in
         freeze
         ;;
     *)
-        echo "usage: $0 [demo | test [PYTEST-ARGS...] | release | clean]" >&2
+        echo "usage: $0 [demo | test [PYTEST-ARGS...] | deps | release | clean]" >&2
         exit 2
         ;;
 esac

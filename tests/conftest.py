@@ -37,6 +37,49 @@ def is_root() -> bool:
 needs_root = pytest.mark.skipif(not is_root(), reason="needs root for network namespaces")
 
 
+# ---- the tools the tests exec ----------------------------------------------------
+
+TEST_PACKAGES = ROOT / "packaging" / "test-packages.txt"
+_MISSING_TOOLS = pytest.StashKey[dict]()  # what pytest_sessionstart found, for the summary
+
+
+def missing_test_tools(search_path: str | None = None) -> dict[str, list[str]]:
+    """Package -> those of its commands (packaging/test-packages.txt) this machine lacks."""
+    import shutil
+
+    missing: dict[str, list[str]] = {}
+    for line in TEST_PACKAGES.read_text().splitlines():
+        package, *commands = line.split("#", 1)[0].split() or [""]
+        absent = [c for c in commands
+                  if not (os.access(c, os.X_OK) if "/" in c else shutil.which(c, path=search_path))]
+        if absent:
+            missing[package] = absent
+    return missing
+
+
+def describe_missing(missing: dict[str, list[str]]) -> str:
+    tools = ", ".join(f"{' '.join(commands)} ({package})" for package, commands in missing.items())
+    return (f"the tests need commands this machine lacks: {tools}. "
+            f"`./build.sh test` installs them; by hand: apt-get install {' '.join(missing)}")
+
+
+def pytest_sessionstart(session) -> None:
+    # Under ./build.sh test (and CI) the whole suite is meant to run, after build.sh installed
+    # the list: a tool still missing stops the run here, named, instead of failing hundreds of
+    # tests on "No such file or directory". A hand-run pytest goes on and says it at the end.
+    missing = missing_test_tools()
+    session.config.stash[_MISSING_TOOLS] = missing
+    if missing and os.environ.get("PYCNI_REQUIRE_FROZEN"):
+        raise pytest.UsageError(describe_missing(missing))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    missing = config.stash.get(_MISSING_TOOLS, {})
+    if missing:
+        terminalreporter.section("missing tools", sep="-", yellow=True)
+        terminalreporter.write_line(describe_missing(missing), yellow=True)
+
+
 # ---- namespaces ----------------------------------------------------------------
 
 
