@@ -250,6 +250,7 @@ def test_kernel_step_does_not_retry_a_vm_that_ran_out_of_time(tmp_path):
     p, calls = run_kernel_step(tmp_path, "noboot", timeout=5)  # it "ended" at the time limit
     assert p.returncode != 0
     assert len(calls) == 1
+    assert "the VM ran out of time (VM_TIMEOUT=5 s)" in p.stdout
 
 
 def test_kernel_step_fails_without_vmrun(tmp_path):
