@@ -163,6 +163,21 @@ runtime_prerequisites() {
 
 # What the tests exec: the packages of packaging/test-packages.txt (its first column) that dpkg
 # does not list as installed. When all are, this is one dpkg-query: no apt-get, no network.
+# A real firewalld for tests/test_firewall.py, unpacked (never installed: installed, it would
+# take over the node's netfilter rules) into build/firewalld-root once; the tests run it on a
+# private D-Bus in a netns of their own. PYCNI_FIREWALLD_ROOT set by the caller wins.
+firewalld_root() {
+    local root=$BUILD/firewalld-root
+    if [ -z "${PYCNI_FIREWALLD_ROOT:-}" ]; then
+        if [ ! -x "$root/usr/sbin/firewalld" ]; then
+            log "unpacking firewalld into $root for the firewall tests"
+            rm -rf "$root"
+            "$ROOT/scripts/firewalld-test-root.sh" "$root" >/dev/null || { log "could not unpack firewalld"; exit 1; }
+        fi
+        export PYCNI_FIREWALLD_ROOT=$root
+    fi
+}
+
 test_prerequisites() {
     local wanted=() installed missing=() package
     mapfile -t wanted < <(sed 's/#.*//' "$ROOT/packaging/test-packages.txt" | awk 'NF { print $1 }')
@@ -213,6 +228,7 @@ case "${1:-}" in
         shift
         system_prerequisites
         test_prerequisites
+        firewalld_root
         ensure_venv
         freeze
         export PYCNI_REQUIRE_FROZEN=1
