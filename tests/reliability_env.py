@@ -166,3 +166,91 @@ def env_without_frozen_traces() -> dict:
 
 def run_quiet(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+# ---- a bridge + portmap + bandwidth chain through our runtime library (cni.runtime) -------------
+
+# Runs in the node's netns (`ip netns exec`): the runtime execs the chain for each op of the
+# JSON on stdin, all ops at once in threads, and prints one outcome per op.
+_CHAIN_DRIVER = r"""
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+from cni.errors import CNIError
+from cni.runtime.conf import list_from_bytes
+from cni.runtime.network import Runtime, RuntimeConf
+job = json.load(sys.stdin)
+net = list_from_bytes(json.dumps(job["conflist"]).encode())
+runtime = Runtime([job["bin"]], cache_dir=job["cache"], environ=job["environ"])
+def one(op):
+    rt = RuntimeConf(container_id=op["id"], netns=op["netns"], ifname="eth0", capability_args=op["caps"])
+    try:
+        if op["command"] == "ADD":
+            return {"ok": True, "result": runtime.add(net, rt).to_dict(net.cni_version)}
+        runtime.delete(net, rt)
+        return {"ok": True}
+    except CNIError as err:
+        return {"ok": False, "error": str(err), "code": err.code}
+with ThreadPoolExecutor(max(1, len(job["ops"]))) as pool:
+    print(json.dumps(list(pool.map(one, job["ops"]))))
+"""
+
+
+def chain_conflist(data_dir: Path, *, bridge: str = "chbr0", subnet: str = "10.91.0.0/24") -> dict:
+    """bridge (masquerading) + portmap + bandwidth, capabilities on, as a Kubernetes node chains them."""
+    return {"cniVersion": "1.0.0", "name": "chainnet", "plugins": [
+        {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True,
+         "ipam": {"type": "host-local", "subnet": subnet, "dataDir": str(data_dir)}},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+        {"type": "bandwidth", "capabilities": {"bandwidth": True}},
+    ]}
+
+
+def chain_caps(i: int) -> dict:
+    """Container i's capability args: its own host port, and both directions shaped."""
+    return {"portMappings": [{"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"}],
+            "bandwidth": {"ingressRate": 1_000_000, "ingressBurst": 80_000,
+                          "egressRate": 2_000_000, "egressBurst": 80_000}}
+
+
+def run_chain(host: Netns, bin_dir: Path, cache: Path, conflist: dict, ops: list[dict],
+              env: dict | None = None, timeout: float = 300) -> list[dict]:
+    """Each op: {"command": "ADD"|"DEL", "id", "netns", "caps"}; all run at once, in `host`."""
+    from conftest import ROOT
+
+    environ = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **(env or {})}
+    job = {"conflist": conflist, "bin": str(bin_dir), "cache": str(cache), "environ": environ, "ops": ops}
+    out = host.run("env", f"PYTHONPATH={ROOT}", sys_executable(), "-c", _CHAIN_DRIVER,
+                   input=json.dumps(job), timeout=timeout)
+    assert "Traceback" not in out.stderr, out.stderr
+    return json.loads(out.stdout)
+
+
+def sys_executable() -> str:
+    import sys
+
+    return sys.executable
+
+
+def shaping(ns: Netns) -> dict:
+    """ifb links and the qdiscs (but noqueue) of the host netns: {"ifbs": [...], "qdiscs": [(dev, kind)]}."""
+    ifbs = [l["ifname"] for l in ns.ip_json("-d", "link", "show")
+            if l.get("linkinfo", {}).get("info_kind") == "ifb"]
+    qdiscs = json.loads(ns.run("tc", "-j", "qdisc", "show").stdout or "[]")
+    return {"ifbs": ifbs, "qdiscs": [(q["dev"], q["kind"]) for q in qdiscs if q["kind"] != "noqueue"]}
+
+
+def netfilter_text(ns: Netns) -> str:
+    """Every iptables/ip6tables table and the nft ruleset of `ns`, counters dropped."""
+    text = ns.run("sh", "-c", "iptables-save; ip6tables-save; nft list ruleset", check=False).stdout
+    return "\n".join(_COUNTERS.sub("", l) for l in text.splitlines() if not l.startswith("#"))
+
+
+def per_container_rules(ns: Netns, addresses: list[str]) -> list[str]:
+    """Rules that belong to one container: its DNAT chain, its masquerade chain, any rule naming its address."""
+    bare = {a.split("/")[0] for a in addresses}
+    found = []
+    for line in netfilter_text(ns).splitlines():
+        if "CNI-DN-" in line or re.search(r"CNI-[0-9a-f]{24}", line) \
+                or any(re.search(rf"(?<![\d.]){re.escape(ip)}(?![\d])", line) for ip in bare):
+            found.append(line)
+    return found

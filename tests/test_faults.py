@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_root
-from reliability_env import host_veths, ip_files, nat_rules, network, no_traceback, state, uplink
+from reliability_env import (chain_caps, chain_conflist, host_veths, ip_files, nat_rules, network, no_traceback,
+                             per_container_rules, run_chain, shaping, state, uplink)
 
 pytestmark = needs_root
 
@@ -65,6 +66,37 @@ def test_killed_at_each_stage_then_del_leaves_nothing(plugins, host_ns, containe
     assert again["ips"][0]["address"].startswith("10.77.0.") and len(ip_files(data_dir)) == 1
     plugins.run(kind, "DEL", conf, netns=container_ns.path, in_netns=host_ns.path).ok()
     assert ip_files(data_dir) == {} and nat_rules(host_ns) == []
+
+
+# The same for a bridge + portmap + bandwidth chain run by cni.runtime: the kill stops one
+# plugin of the list, the runtime's ADD fails (nothing cached), and its DEL of the whole list,
+# with the capability args a runtime passes again, cleans what every plugin had done.
+CHAIN_STAGES = ["masquerade", "portmap", "ingress", "ifb", "redirect"]
+
+
+@pytest.mark.parametrize("stage", CHAIN_STAGES)
+def test_chain_killed_at_each_stage_then_runtime_del_leaves_nothing(frozen_plugins, host_ns, container_ns,
+                                                                     data_dir, tmp_path, stage):
+    cache = tmp_path / "cache"
+    conflist = chain_conflist(data_dir)
+    op = {"id": "faulty", "netns": container_ns.path, "caps": chain_caps(7)}
+    before = shaping(host_ns)
+    add, = run_chain(host_ns, frozen_plugins.directory, cache, conflist, [dict(op, command="ADD")],
+                     env={"PYCNI_TEST_KILL_AT": stage})
+    assert not add["ok"], add
+    assert len(ip_files(data_dir)) == 1 and "eth0" in container_ns.links()  # the bridge's work is there
+    if stage != "masquerade":
+        assert per_container_rules(host_ns, ["10.91.0.2"])  # the DNAT rules too
+    if stage in ("ingress", "ifb", "redirect"):
+        assert shaping(host_ns)["qdiscs"] and (stage == "ingress" or shaping(host_ns)["ifbs"])
+
+    delete, = run_chain(host_ns, frozen_plugins.directory, cache, conflist, [dict(op, command="DEL")])
+    assert delete["ok"], delete
+    assert container_ns.links() == ["lo"] and host_veths(host_ns) == []
+    assert shaping(host_ns) == before
+    assert per_container_rules(host_ns, ["10.91.0.2"]) == []
+    assert [l for l in nat_rules(host_ns) if "HOSTPORT" not in l] == []  # portmap's shared chains stay
+    assert ip_files(data_dir) == {} and [p for p in cache.rglob("*") if p.is_file()] == []
 
 
 # ---- things vanish between ADD and DEL ---------------------------------------------------

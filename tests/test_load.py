@@ -1,4 +1,5 @@
-"""Load: 32 concurrent ADDs then 32 concurrent DELs per plugin; two ADDs racing to create one bridge.
+"""Load: 32 concurrent ADDs then 32 concurrent DELs per plugin and of a bridge + portmap + bandwidth
+chain through our runtime library; two ADDs racing to create one bridge.
 
 Frozen plugins only, to keep the suite short (the code paths are the same
 from source). Container netns are made before the burst, so only plugin calls
@@ -12,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import needs_root
-from reliability_env import host_veths, ip_files, nat_rules, network, no_traceback, pings, uplink
+from reliability_env import (chain_caps, chain_conflist, host_veths, ip_files, nat_rules, network, no_traceback,
+                             per_container_rules, pings, run_chain, shaping, uplink)
 
 pytestmark = needs_root
 
@@ -91,3 +93,47 @@ def test_two_adds_racing_to_create_the_same_bridge(frozen_plugins, host_ns, make
             frozen_plugins.run("bridge", "DEL", conf, containerid=f"r{round_}-{i}", netns=pair[i].path,
                                in_netns=host_ns.path).ok()
     assert host_veths(host_ns) == [] and ip_files(data_dir) == {}
+
+
+def test_32_concurrent_chains_then_dels_half_without_netns(frozen_plugins, host_ns, make_netns, data_dir, tmp_path):
+    """bridge + portmap + bandwidth, each container with its own host port and shaping, as cni.runtime
+    runs a conflist. Half the DELs come with the netns, half with an empty CNI_NETNS after the sandbox
+    is gone (as containerd sends them): either way the host keeps nothing of any container."""
+    containers = [make_netns("pycni-ch") for _ in range(N)]
+    cache = tmp_path / "cache"
+    conflist = chain_conflist(data_dir)
+    before_shaping = shaping(host_ns)
+
+    adds = run_chain(host_ns, frozen_plugins.directory, cache, conflist,
+                     [{"command": "ADD", "id": f"chain{i}", "netns": ns.path, "caps": chain_caps(i)}
+                      for i, ns in enumerate(containers)])
+    assert [a for a in adds if not a["ok"]] == []
+    addresses = [a["result"]["ips"][0]["address"] for a in adds]
+    assert len(set(addresses)) == N
+    assert len(ip_files(data_dir)) == N and len([p for p in cache.rglob("*") if p.is_file()]) == N
+    veths = [a["result"]["interfaces"][1]["name"] for a in adds]
+    ifbs = [a["result"]["interfaces"][-1]["name"] for a in adds]
+    assert sorted(host_veths(host_ns)) == sorted(veths) and len(set(ifbs)) == N
+    shaped = shaping(host_ns)
+    assert sorted(shaped["ifbs"]) == sorted(ifbs)
+    for veth, ifb in zip(veths, ifbs):  # ingress: tbf on the host end; egress: redirect to the ifb's tbf
+        assert {(veth, "tbf"), (veth, "ingress"), (ifb, "tbf")} <= set(shaped["qdiscs"]), veth
+    rules = "\n".join(per_container_rules(host_ns, addresses))
+    for i, address in enumerate(addresses):  # each container's DNAT to its own port, and its masquerade
+        ip = address.split("/")[0]
+        assert f"--to-destination {ip}:80" in rules or f"dnat to {ip}:80" in rules, ip
+        assert str(20000 + i) in rules
+    assert len(nat_rules(host_ns)) >= N
+
+    for ns in containers[N // 2:]:  # the sandbox is gone before the runtime's DEL
+        ns.remove()
+    dels = run_chain(host_ns, frozen_plugins.directory, cache, conflist,
+                     [{"command": "DEL", "id": f"chain{i}", "netns": ns.path if i < N // 2 else "",
+                       "caps": chain_caps(i)} for i, ns in enumerate(containers)])
+    assert [d for d in dels if not d["ok"]] == []
+    assert host_veths(host_ns) == []
+    assert shaping(host_ns) == before_shaping
+    assert per_container_rules(host_ns, addresses) == []
+    assert ip_files(data_dir) == {}
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+    assert all(ns.links() == ["lo"] for ns in containers[:N // 2])
