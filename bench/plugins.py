@@ -66,6 +66,7 @@ class Case:
     host_setup: list[list[str]] = field(default_factory=list)  # commands run inside the host netns
     delegates: tuple[str, ...] = ("host-local",)  # plugins it execs (must be in the same directory)
     startup_only: tuple[str, ...] = ()  # commands whose ratio is recorded as a start-up measure, no budget
+    setup: Callable[["Netns", "Netns"], None] | None = None  # (host, container): what the main plugin left
 
     def config(self, data_dir: str) -> bytes:
         return json.dumps(self.conf(data_dir)).encode()
@@ -106,6 +107,40 @@ CASES = [
                                    "ips": [{"address": "10.77.0.2/16", "interface": 0},
                                            {"address": "fd77::2/64", "interface": 0}]}},
          netns=True, delegates=()),
+]
+
+
+
+# The prevResult the chained cases below share: what bridge answers for one dual-stack container.
+CHAINED_PREV = {"cniVersion": "1.0.0",
+                "interfaces": [{"name": "bench-h0"}, {"name": "eth0", "sandbox": "/run/netns/c"}],
+                "ips": [{"address": "10.77.0.2/16", "gateway": "10.77.0.1", "interface": 1},
+                        {"address": "fd77::2/64", "gateway": "fd77::1", "interface": 1}],
+                "routes": [{"dst": "0.0.0.0/0", "gw": "10.77.0.1"}]}
+
+
+def container_side(host: "Netns", container: "Netns") -> None:
+    """What bridge or ptp leaves: a veth bench-h0 (host) / eth0 (container) with prevResult's addresses."""
+    host.run(["ip", "link", "add", "bench-h0", "type", "veth", "peer", "name", "eth0", "netns", container.name])
+    host.run(["ip", "link", "set", "bench-h0", "up"])
+    container.run(["ip", "link", "set", "eth0", "up"])
+    container.run(["ip", "addr", "add", "10.77.0.2/16", "dev", "eth0"])
+    container.run(["ip", "addr", "add", "fd77::2/64", "dev", "eth0", "nodad"])
+    container.run(["ip", "route", "add", "default", "via", "10.77.0.1", "dev", "eth0"])
+
+
+def chained(plugin: str, **keys: object) -> Callable[[str], dict]:
+    return lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": plugin, **keys, "prevResult": CHAINED_PREV}
+
+
+CASES += [
+    # Chained calls alone, each with CHAINED_PREV and a netns as bridge left it.
+    Case("firewall", "firewall", chained("firewall", backend="iptables"), netns=True, delegates=(),
+         setup=container_side),
+    Case("bandwidth", "bandwidth",
+         chained("bandwidth", ingressRate=1_000_000, ingressBurst=80_000, egressRate=2_000_000, egressBurst=80_000),
+         netns=True, delegates=(), setup=container_side),
+    Case("sbr", "sbr", chained("sbr"), netns=True, delegates=(), setup=container_side),
 ]
 
 
@@ -170,6 +205,8 @@ def run_round(impl: Impl, case: Case, round_no: int, scratch: Path) -> None:
             host, container = Netns("bench-host"), Netns("bench-ctr")
             for cmd in case.host_setup:
                 host.run(cmd)
+            if case.setup is not None:
+                case.setup(host, container)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "CNI_CONTAINERID": f"bench-{round_no}-{secrets.token_hex(6)}",
                "CNI_NETNS": container.path if container else "/run/netns/bench-unused",
