@@ -26,7 +26,8 @@ launcher (time, and nsenter for netns cases); the `launcher` row shows that floo
 
 Cases are data (CASES below): plugin name, config, whether it needs a netns, and
 host-side setup (or a setup of both netns: chained cases get what bridge would have
-left). A case whose plugin is not in either directory is skipped with a message. Nothing in the test suite asserts these times: machine load moves them.
+left). A case whose plugin is not in either directory is skipped with a message.
+Nothing in the test suite asserts these times: machine load moves them.
 """
 from __future__ import annotations
 
