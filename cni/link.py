@@ -316,6 +316,73 @@ def check_link(netns: str, ifname: str, kind: str, mode: str | None, master: Lin
     return link
 
 
+# ---- a host link lent to a container (host-device) ----------------------------------------
+
+
+def move_link_into(netns: str, ifname: str, host_link: Link) -> Link:
+    """Move `host_link` from the current netns into `netns`, named `ifname` there (down).
+
+    Its host name goes into the link alias, where `return_link_to_host` finds
+    it. The move carries a random temporary name, so neither the host name nor
+    `ifname` can clash on the way in (the kernel moves first, then renames); a
+    failed rename to `ifname` moves the link straight back.
+    """
+    with Netlink(netns) as ctr:
+        if ctr.get_link(ifname) is not None:
+            raise CNIError(INTERNAL, f'interface "{ifname}" already exists in netns "{netns}"')
+        temp = "cni" + os.urandom(4).hex()
+        target_fd = open_netns(netns)
+        try:
+            with Netlink() as host:
+                host.set_link(host_link.index, up=False, netns_fd=target_fd, name=temp, alias=host_link.name)
+        except NetlinkError as exc:
+            raise CNIError(INTERNAL, f'failed to move "{host_link.name}" into netns "{netns}": {exc}') from None
+        finally:
+            os.close(target_fd)
+        link = require_link(ctr, temp, netns)
+        try:
+            ctr.set_link(link.index, name=ifname)
+        except NetlinkError as exc:
+            return_link_to_host(netns, temp, up=host_link.up)
+            raise CNIError(INTERNAL, f'failed to rename "{host_link.name}" to "{ifname}": {exc}') from None
+        return require_link(ctr, ifname, netns)
+
+
+def return_link_to_host(netns: str, ifname: str, fallback_name: str = "", up: bool = False) -> None:
+    """Move `ifname` from `netns` back to the current netns: down (`up`: up again, as a
+    failed ADD found it), under the name in its alias (else `fallback_name`, else
+    `ifname`), alias cleared.
+
+    A gone netns or link is success. A host link already holding that name is
+    an error before anything moves, so a retry finds the link where it was.
+    """
+    if not netns:
+        return
+    try:
+        ctr = Netlink(netns)
+    except (NetnsNotFound, NotANetns):
+        return
+    with ctr:
+        link = ctr.get_link(ifname)
+        if link is None:
+            return
+        name = link.alias or fallback_name or ifname
+        with Netlink() as host:
+            if host.get_link(name) is not None:
+                raise CNIError(INTERNAL, f'cannot move "{ifname}" back to the host as "{name}": '
+                                         "the host has a link of that name")
+        host_fd = current_netns_fd()
+        try:
+            # One message: the kernel moves first (the link goes down with it), then renames it in
+            # the host, clears the alias and sets the flags.
+            ctr.set_link(link.index, up=up, netns_fd=host_fd, name=name, alias="")
+        except NetlinkError as exc:
+            if not exc.gone:
+                raise CNIError(INTERNAL, f'failed to move "{ifname}" back to the host as "{name}": {exc}') from None
+        finally:
+            os.close(host_fd)
+
+
 def announce_address_changes(netns: str, ifname: str) -> None:
     """arp_notify and ndisc_notify on `ifname`: neighbours learn a reused IP's new MAC at once.
 

@@ -17,6 +17,7 @@ PLUGINS = {
     "vlan": "plugins.main.vlan",
     "dummy": "plugins.main.dummy",
     "loopback": "plugins.main.loopback",
+    "host-device": "plugins.main.host_device",
     "host-local": "plugins.ipam.host_local",
     "dhcp": "plugins.ipam.dhcp",
     "portmap": "plugins.meta.portmap",

@@ -25,6 +25,7 @@ IFLA_MASTER = 10
 IFLA_PROTINFO = 12
 IFLA_TXQLEN = 13
 IFLA_OPERSTATE = 16
+IFLA_IFALIAS = 20
 IFLA_LINKINFO = 18
 IFLA_AF_SPEC = 26
 IFLA_NET_NS_FD = 28
@@ -105,6 +106,8 @@ class Link(Record):
     # bridge port) and the decoded slave data (IFLA_BRPORT_* for bridge ports).
     slave_kind: str = ""
     slave_info: dict
+    # IFLA_IFALIAS: free text the administrator (or host-device, with a link's host name) set.
+    alias: str = ""
 
     def __init__(self, **values: object) -> None:
         self.info, self.slave_info = {}, {}
@@ -303,6 +306,8 @@ def decode_link(body: bytes) -> Link:
         link.mtu = u32(attrs[IFLA_MTU])
     if IFLA_TXQLEN in attrs:
         link.txqlen = u32(attrs[IFLA_TXQLEN])
+    if IFLA_IFALIAS in attrs:
+        link.alias = cstr(attrs[IFLA_IFALIAS])
     if IFLA_OPERSTATE in attrs:
         state = u8(attrs[IFLA_OPERSTATE])
         link.operstate = OPERSTATES[state] if state < len(OPERSTATES) else str(state)
@@ -395,12 +400,14 @@ class LinkOps:
         netns_fd: int | None = None,
         promisc: bool | None = None,
         txqlen: int | None = None,
+        alias: str | None = None,
     ) -> None:
         """Change a link in one RTM_NEWLINK.
 
         The kernel applies the netns move first, then address, MTU and name, then
         master, then the flags, so a down link can be renamed and brought up in
         one call (kernels before 6.2 refuse to rename a link that is up: EBUSY).
+        An `alias` of "" clears the link's alias.
         """
         flags = change = 0
         if up is not None:
@@ -422,6 +429,9 @@ class LinkOps:
             body += attr_u32(IFLA_MASTER, master)
         if txqlen is not None:
             body += attr_u32(IFLA_TXQLEN, txqlen)
+        if alias is not None:
+            # Without a terminating NUL, as the kernel counts the length; empty clears it.
+            body += attr(IFLA_IFALIAS, alias.encode())
         self._ack(RTM_NEWLINK, 0, body, f"set link {index}")
 
     def delete_link(self, index: int) -> None:
