@@ -23,7 +23,7 @@ from reliability_env import no_traceback, state, uplink, wait_settled
 
 pytestmark = needs_root
 
-ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-local", "dhcp", "loopback", "portmap", "firewall", "bandwidth")
+ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-device", "host-local", "dhcp", "loopback", "portmap", "firewall", "bandwidth")
 MAIN = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy")
 # Plugins whose links this kernel may lack: their base ADD reaches the kernel and fails there.
 KERNEL_KINDS = {"ipvlan": "ipvlan", "vlan": "vlan", "dummy": "dummy"}
@@ -50,6 +50,7 @@ def world(tmp_path_factory):
         # bandwidth shapes the host end of a container veth listed in prevResult
         host.run("ip", "link", "add", "bwveth0", "type", "veth", "peer", "name", "bweth0", "netns", ctr.name)
         host.run("ip", "link", "set", "bwveth0", "up")
+        host.run("ip", "link", "add", "hdbad0", "type", "veth", "peer", "name", "hdbad0p")  # host-device's
         wait_settled(host)
         (tmp / "networks").mkdir()
         noexec = tmp / "noexec"
@@ -72,6 +73,8 @@ def base(plugin: str, w: World) -> dict:
         conf.update(master="uplink0")
     elif plugin == "vlan":
         conf.update(master="uplink0", vlanId=5)
+    elif plugin == "host-device":
+        conf.update(device="hdbad0")
     elif plugin == "dhcp":
         conf["ipam"] = {"type": "dhcp", "daemonSocketPath": str(w.tmp / "no-daemon.sock")}
     elif plugin == "portmap":
@@ -299,6 +302,19 @@ CASES = [
              runtimeConfig={"bandwidth": {"egressRate": 8000}})),
     Case("bw-no-prevresult", ("bandwidth",), 7, top(prevResult=DELETE)),
     Case("bw-version-0.2.0", ("bandwidth",), 1, top(cniVersion="0.2.0")),
+    # -- host-device's selectors
+    Case("hostdev-no-selector", ("host-device",), 7, top(device=DELETE)),
+    Case("hostdev-two-selectors", ("host-device",), 7, top(hwaddr="02:00:00:00:00:01")),
+    Case("hostdev-deviceid-and-device", ("host-device",), 7, top(runtimeConfig={"deviceID": "0000:00:1f.6"})),
+    Case("hostdev-device-absent", ("host-device",), 7, top(device="nosuchdev0")),
+    Case("hostdev-device-number", ("host-device",), 7, top(device=5)),
+    Case("hostdev-hwaddr-invalid", ("host-device",), 7, top(device=DELETE, hwaddr="zz:00:00:00:00:01")),
+    Case("hostdev-kernelpath-relative", ("host-device",), 7, top(device=DELETE, kernelpath="sys/devices/pci0")),
+    Case("hostdev-kernelpath-outside-sys", ("host-device",), 7, top(device=DELETE, kernelpath="/etc")),
+    Case("hostdev-kernelpath-dotdot", ("host-device",), 7, top(device=DELETE, kernelpath="/sys/devices/../../etc")),
+    Case("hostdev-pci-traversal", ("host-device",), 7, top(device=DELETE, pciBusID="../../../../etc")),
+    Case("hostdev-pci-absent", ("host-device",), 7, top(device=DELETE, pciBusID="0000:ff:1f.7")),
+    Case("hostdev-deviceid-number", ("host-device",), 7, top(device=DELETE, runtimeConfig={"deviceID": 5})),
     # -- the dhcp plugin's keys
     Case("dhcp-socket-relative", ("dhcp",), 7, in_ipam(daemonSocketPath="run/dhcp.sock")),
     Case("dhcp-priority-negative", ("dhcp",), 7, in_ipam(priority=-1)),
