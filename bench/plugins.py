@@ -108,8 +108,13 @@ CASES = [
                                    "ips": [{"address": "10.77.0.2/16", "interface": 0},
                                            {"address": "fd77::2/64", "interface": 0}]}},
          netns=True, delegates=()),
+    Case("host-device", "host-device",
+         lambda d: {"cniVersion": "1.0.0", "name": "bench", "type": "host-device", "device": "bench-hd0",
+                    "ipam": host_local_ipam(d)},
+         netns=True,
+         host_setup=[["ip", "link", "add", "bench-hd0", "type", "veth", "peer", "name", "bench-hd1"],
+                     ["ip", "link", "set", "bench-hd1", "up"]]),
 ]
-
 
 
 # The prevResult the chained cases below share: what bridge answers for one dual-stack container.
