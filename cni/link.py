@@ -80,13 +80,15 @@ def setup_veth(container_netns: str, ifname: str, *, mtu: int = 0, container_mac
         os.close(host_fd)
 
 
-def configure_interface(netns: str, ifname: str, result: Result, index: int) -> None:
+def configure_interface(netns: str, ifname: str, result: Result, index: int, *, settle: bool = True) -> None:
     """Put the result's addresses (those for interface `index`) and routes on `ifname`.
 
     A route without a gateway goes via the first gateway of its family among
     the addresses; the link is brought up before routes are added. Returns once
     IPv6 duplicate address detection is over, as the reference does: until then
     the container cannot use its addresses, not even as a route's source.
+    `settle=False` skips that wait, for a link without carrier (a tap before its
+    reader attaches), where detection only starts once the carrier comes.
     """
     mine = [ip for ip in result.ips if ip.interface == index]
     with entered(netns):
@@ -115,7 +117,7 @@ def configure_interface(netns: str, ifname: str, result: Result, index: int) -> 
                     if exc.errno == errno.EEXIST:
                         continue  # the kernel added it with the address, or IPAM listed it twice
                     raise CNIError(INTERNAL, f'failed to add route {route.dst} via {gw} on "{ifname}": {exc}') from None
-    if any(ip.family == 6 for ip in mine):
+    if settle and any(ip.family == 6 for ip in mine):
         wait_ipv6_settled(netns, ifname)
     checkpoint("addresses")
 

@@ -18,6 +18,7 @@ PLUGINS = {
     "dummy": "plugins.main.dummy",
     "loopback": "plugins.main.loopback",
     "host-device": "plugins.main.host_device",
+    "tap": "plugins.main.tap",
     "host-local": "plugins.ipam.host_local",
     "dhcp": "plugins.ipam.dhcp",
     "portmap": "plugins.meta.portmap",

@@ -56,6 +56,15 @@ VLAN_PROTOCOLS = {0x8100: "802.1Q", 0x88A8: "802.1ad"}
 
 IFLA_VRF_TABLE = 1
 
+IFLA_TUN_OWNER = 1
+IFLA_TUN_GROUP = 2
+IFLA_TUN_TYPE = 3
+IFLA_TUN_PI = 4
+IFLA_TUN_VNET_HDR = 5
+IFLA_TUN_PERSIST = 6
+IFLA_TUN_MULTI_QUEUE = 7
+TUN_TYPES = {1: "tun", 2: "tap"}
+
 IFLA_BR_FORWARD_DELAY = 1
 IFLA_BR_HELLO_TIME = 2
 IFLA_BR_MAX_AGE = 3
@@ -239,6 +248,16 @@ def _decode_info_data(kind: str, data: bytes) -> dict:
     elif kind == "vrf":
         if IFLA_VRF_TABLE in attrs:
             info["table"] = u32(attrs[IFLA_VRF_TABLE])
+    elif kind == "tun":
+        if IFLA_TUN_TYPE in attrs:
+            info["type"] = TUN_TYPES.get(u8(attrs[IFLA_TUN_TYPE]), str(u8(attrs[IFLA_TUN_TYPE])))
+        for key, kid in (("owner", IFLA_TUN_OWNER), ("group", IFLA_TUN_GROUP)):
+            if kid in attrs:  # absent: nobody in particular
+                info[key] = u32(attrs[kid])
+        for key, kid in (("pi", IFLA_TUN_PI), ("vnet_hdr", IFLA_TUN_VNET_HDR), ("persist", IFLA_TUN_PERSIST),
+                         ("multi_queue", IFLA_TUN_MULTI_QUEUE)):
+            if kid in attrs:
+                info[key] = bool(u8(attrs[kid]))
     elif kind == "bridge":
         if IFLA_BR_VLAN_FILTERING in attrs:
             info["vlan_filtering"] = bool(u8(attrs[IFLA_BR_VLAN_FILTERING]))
