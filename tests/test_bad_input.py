@@ -23,14 +23,14 @@ from reliability_env import no_traceback, state, uplink, wait_settled
 
 pytestmark = needs_root
 
-ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-device", "host-local", "dhcp", "loopback", "portmap", "firewall", "bandwidth")
-MAIN = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy")
+ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-device", "tap", "host-local", "dhcp", "loopback", "portmap", "firewall", "bandwidth")
+MAIN = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "tap")
 # Plugins whose links this kernel may lack: their base ADD reaches the kernel and fails there.
 KERNEL_KINDS = {"ipvlan": "ipvlan", "vlan": "vlan", "dummy": "dummy"}
 # Plugins whose ADD reaches host-local with the same configuration (ipvlan cannot make its link here).
-IPAM_USERS = ("bridge", "macvlan", "ptp", "host-local")
+IPAM_USERS = ("bridge", "macvlan", "ptp", "tap", "host-local")
 # Plugins that read CNI_ARGS themselves or through host-local.
-ARGS_USERS = ("bridge", "macvlan", "ptp", "host-local")
+ARGS_USERS = ("bridge", "macvlan", "ptp", "tap", "host-local")
 DELETE = object()
 
 
@@ -221,7 +221,7 @@ CASES = [
     Case("vlanid-negative", ("vlan",), 7, top(vlanId=-1)),
     Case("vlanid-string", ("vlan",), 7, top(vlanId="5")),
     Case("ipam-missing", ("vlan", "dummy"), 7, top(ipam=DELETE)),
-    Case("mac-invalid", ("bridge", "macvlan"), 7, top(runtimeConfig={"mac": "zz:00:00:00:00:01"})),
+    Case("mac-invalid", ("bridge", "macvlan", "tap"), 7, top(runtimeConfig={"mac": "zz:00:00:00:00:01"})),
     # -- portmap: the mappings and the keys around them; nothing may be written
     Case("portmap-no-prevresult", ("portmap",), 7, top(prevResult=DELETE)),
     Case("portmap-hostport-zero", ("portmap",), 7, in_mapping(hostPort=0)),
@@ -245,12 +245,12 @@ CASES = [
     # -- the ipam object
     Case("ipam-not-an-object", ALL, 7, top(ipam="host-local")),
     Case("ipam-type-number", ALL, 7, in_ipam(type=5)),
-    Case("ipam-type-relative-path", ("bridge", "macvlan", "ptp"), 7, in_ipam(type="../host-local")),
-    Case("ipam-type-absolute-path", ("bridge", "macvlan", "ptp"), 7, in_ipam(type="/usr/lib/cni/host-local")),
-    Case("ipam-type-dotdot", ("bridge", "macvlan", "ptp"), 7, in_ipam(type="..")),
-    Case("cni-path-not-executable", ("bridge", "macvlan", "ptp"), 999, msg="failed to find plugin",
+    Case("ipam-type-relative-path", ("bridge", "macvlan", "ptp", "host-device", "tap"), 7, in_ipam(type="../host-local")),
+    Case("ipam-type-absolute-path", ("bridge", "macvlan", "ptp", "host-device", "tap"), 7, in_ipam(type="/usr/lib/cni/host-local")),
+    Case("ipam-type-dotdot", ("bridge", "macvlan", "ptp", "host-device", "tap"), 7, in_ipam(type="..")),
+    Case("cni-path-not-executable", ("bridge", "macvlan", "ptp", "host-device", "tap"), 999, msg="failed to find plugin",
          run={"cni_path": "@noexec"}),
-    Case("cni-path-missing-dir", ("bridge", "macvlan", "ptp"), 999, msg="failed to find plugin",
+    Case("cni-path-missing-dir", ("bridge", "macvlan", "ptp", "host-device", "tap"), 999, msg="failed to find plugin",
          run={"cni_path": "/nonexistent/pycni"}),
     # -- host-local's ranges, reached directly and through the main plugins
     Case("subnet-prefix-33", IPAM_USERS, 7, in_ipam(subnet="10.66.0.0/33")),
@@ -315,6 +315,17 @@ CASES = [
     Case("hostdev-pci-traversal", ("host-device",), 7, top(device=DELETE, pciBusID="../../../../etc")),
     Case("hostdev-pci-absent", ("host-device",), 7, top(device=DELETE, pciBusID="0000:ff:1f.7")),
     Case("hostdev-deviceid-number", ("host-device",), 7, top(device=DELETE, runtimeConfig={"deviceID": 5})),
+    # -- tap's keys
+    Case("tap-mac-key-invalid", ("tap",), 7, top(mac="02:00:00:00:00")),
+    Case("tap-owner-negative", ("tap",), 7, top(owner=-1)),
+    Case("tap-owner-string", ("tap",), 7, top(owner="1000")),
+    Case("tap-owner-too-big", ("tap",), 7, top(owner=2**32 - 1)),
+    Case("tap-group-float", ("tap",), 7, top(group=10.5)),
+    Case("tap-multiqueue-string", ("tap",), 7, top(multiQueue="yes")),
+    Case("tap-bridge-absent", ("tap",), 7, top(bridge="nosuchbr0")),
+    Case("tap-bridge-not-a-bridge", ("tap",), 7, top(bridge="lo")),
+    Case("tap-bridge-number", ("tap",), 7, top(bridge=3)),
+    Case("tap-selinux-number", ("tap",), 7, top(selinuxContext=5)),
     # -- the dhcp plugin's keys
     Case("dhcp-socket-relative", ("dhcp",), 7, in_ipam(daemonSocketPath="run/dhcp.sock")),
     Case("dhcp-priority-negative", ("dhcp",), 7, in_ipam(priority=-1)),
