@@ -6,6 +6,7 @@ never exceptions escaping as tracebacks.
 from __future__ import annotations
 
 import ipaddress
+import os
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 
 from .errors import INVALID_NETWORK_CONFIG, CNIError, invalid_config
@@ -106,6 +107,13 @@ def parse_mac(text: str, where: str = "mac") -> str:
     if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
         raise invalid_config(f"invalid {where} address {text!r}")
     return cleaned
+
+
+def check_data_dir(path: str) -> str:
+    """A plugin's `dataDir`: absolute and without '..', since files are made under it."""
+    if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
+        raise invalid_config(f"dataDir must be an absolute path without '..': {path!r}")
+    return os.path.normpath(path)
 
 
 def parse_ip(text: str, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -26,6 +26,8 @@ PLUGINS = {
     "bandwidth": "plugins.meta.bandwidth",
     "sbr": "plugins.meta.sbr",
     "vrf": "plugins.meta.vrf",
+    "static": "plugins.ipam.static",
+    "tuning": "plugins.meta.tuning",
     # Not a plugin: the runtime-side tool; its module exposes cli(args) only.
     "cnitool": "cni.runtime.cnitool",
 }

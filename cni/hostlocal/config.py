@@ -8,12 +8,11 @@ top-level range have been prepended, which is also the index of their
 from __future__ import annotations
 
 import ipaddress
-import os
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 ms an exec)
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-from ..conf import Fields, NetConf
+from ..conf import Fields, NetConf, check_data_dir
 from ..errors import invalid_config
 from ..record import Record
 from ..types import DNS, IPAddress, IPNetwork, Route
@@ -231,12 +230,6 @@ def read_resolv_conf(path: str) -> DNS:
 
 
 # ---- the whole configuration --------------------------------------------------------
-
-
-def check_data_dir(path: str) -> str:
-    if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
-        raise invalid_config(f"dataDir must be an absolute path without '..': {path!r}")
-    return os.path.normpath(path)
 
 
 def parse(raw: dict, cni_version: str, env_ip: str = "", strict: bool = True) -> HostLocalConf:
