@@ -36,37 +36,44 @@ class _ScannerContext:
     parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
 
 
-def loads(data: str | bytes | bytearray) -> Any:
-    """Parse one JSON document, as `json.loads(data)` does."""
+def loads(data: str | bytes | bytearray, object_pairs_hook: Any = None) -> Any:
+    """Parse one JSON document, as `json.loads(data)` does.
+
+    `object_pairs_hook` as in `json.loads`: it sees every object's pairs in
+    order, duplicates included (tuning refuses duplicated sysctl keys).
+    """
+    context: Any = _ScannerContext
+    if object_pairs_hook is not None:
+        context = type("_PairsContext", (_ScannerContext,), {"object_pairs_hook": staticmethod(object_pairs_hook)})
     if isinstance(data, (bytes, bytearray)):
         # json.loads guesses UTF-16/32 from NUL bytes and skips a UTF-8 BOM; that
         # rare input goes to it unchanged. Everything else is UTF-8.
         if b"\x00" in data[:4] or data.startswith(_UTF8_BOM):
-            return _stdlib_loads(data)
+            return _stdlib_loads(data, object_pairs_hook)
         try:
             text = data.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
-            return _stdlib_loads(data)
+            return _stdlib_loads(data, object_pairs_hook)
     elif isinstance(data, str):
         text = data
     else:
-        return _stdlib_loads(data)  # its TypeError
+        return _stdlib_loads(data, object_pairs_hook)  # its TypeError
     body = text.strip(_WHITESPACE)
     try:
-        value, end = _json.make_scanner(_ScannerContext)(body, 0)
+        value, end = _json.make_scanner(context)(body, 0)
     except (StopIteration, ValueError, SystemError):
         # SystemError: CPython 3.10+'s scanner reports a syntax error through
         # json.decoder.JSONDecodeError only when json.decoder is already loaded.
-        return _stdlib_loads(data)
+        return _stdlib_loads(data, object_pairs_hook)
     if end != len(body):
-        return _stdlib_loads(data)  # "Extra data"
+        return _stdlib_loads(data, object_pairs_hook)  # "Extra data"
     return value
 
 
-def _stdlib_loads(data: Any) -> Any:
+def _stdlib_loads(data: Any, object_pairs_hook: Any = None) -> Any:
     import json
 
-    return json.loads(data)
+    return json.loads(data, object_pairs_hook=object_pairs_hook)
 
 
 def dumps(value: Any, indent: int | None = None, compact: bool = False) -> str:

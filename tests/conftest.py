@@ -249,7 +249,7 @@ class PluginSet:
 
     def run(self, name: str, command: str, conf: Any, *, containerid: str = "ctr1", netns: str = "",
             ifname: str = "eth0", args: str = "", cni_path: str | None = None, env: dict | None = None,
-            in_netns: str | None = None, timeout: float = 60) -> Outcome:
+            in_netns: str | None = None, timeout: float = 60, wrapper: tuple[str, ...] = ()) -> Outcome:
         stdin = conf if isinstance(conf, (str, bytes)) else json.dumps(conf)
         if isinstance(stdin, str):
             stdin = stdin.encode()
@@ -259,7 +259,7 @@ class PluginSet:
         environ = {k: v for k, v in environ.items() if v != ""}
         if env:
             environ.update(env)
-        cmd = [self.path_for(name)]
+        cmd = [*wrapper, self.path_for(name)]  # wrapper: a command that execs its arguments (unshare ...)
         if in_netns:
             cmd = ["ip", "netns", "exec", os.path.basename(in_netns)] + cmd
         p = subprocess.run(cmd, input=stdin, env=environ, capture_output=True, timeout=timeout)
