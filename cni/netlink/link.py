@@ -15,6 +15,7 @@ RTM_SETLINK = 19
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 
 IFLA_ADDRESS = 1
 IFLA_BROADCAST = 2
@@ -109,6 +110,7 @@ class Link(Record):
     link: int = 0
     link_netnsid: int | None = None
     promisc: bool = False
+    allmulti: bool = False
     info: dict
     txqlen: int = 0
     # Not in the first API sketch: what the link is enslaved as ("bridge" for a
@@ -316,7 +318,8 @@ def decode_link(body: bytes) -> Link:
     """A Link from an RTM_NEWLINK body (ifinfomsg + attributes)."""
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(body)
     attrs = parse_attrs(body, IFINFOMSG.size)
-    link = Link(index=index, name="", flags=flags, up=bool(flags & IFF_UP), promisc=bool(flags & IFF_PROMISC))
+    link = Link(index=index, name="", flags=flags, up=bool(flags & IFF_UP), promisc=bool(flags & IFF_PROMISC),
+                allmulti=bool(flags & IFF_ALLMULTI))
     if IFLA_IFNAME in attrs:
         link.name = cstr(attrs[IFLA_IFNAME])
     if IFLA_ADDRESS in attrs:
@@ -418,6 +421,7 @@ class LinkOps:
         name: str | None = None,
         netns_fd: int | None = None,
         promisc: bool | None = None,
+        allmulti: bool | None = None,
         txqlen: int | None = None,
         alias: str | None = None,
     ) -> None:
@@ -435,6 +439,9 @@ class LinkOps:
         if promisc is not None:
             change |= IFF_PROMISC
             flags |= IFF_PROMISC if promisc else 0
+        if allmulti is not None:
+            change |= IFF_ALLMULTI
+            flags |= IFF_ALLMULTI if allmulti else 0
         body = ifinfomsg(index, flags=flags, change=change)
         if netns_fd is not None:
             body += attr_u32(IFLA_NET_NS_FD, netns_fd)
