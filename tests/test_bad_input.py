@@ -23,14 +23,18 @@ from reliability_env import no_traceback, state, uplink, wait_settled
 
 pytestmark = needs_root
 
-ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-device", "tap", "host-local", "dhcp", "loopback", "portmap", "firewall", "bandwidth")
+ALL = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "host-device", "tap", "host-local", "dhcp", "loopback", "portmap", "firewall", "bandwidth",
+       "static", "tuning")
 MAIN = ("bridge", "macvlan", "ipvlan", "ptp", "vlan", "dummy", "tap")
 # Plugins whose links this kernel may lack: their base ADD reaches the kernel and fails there.
 KERNEL_KINDS = {"ipvlan": "ipvlan", "vlan": "vlan", "dummy": "dummy"}
+MTU_USERS = MAIN + ("tuning",)
 # Plugins whose ADD reaches host-local with the same configuration (ipvlan cannot make its link here).
 IPAM_USERS = ("bridge", "macvlan", "ptp", "tap", "host-local")
 # Plugins that read CNI_ARGS themselves or through host-local.
-ARGS_USERS = ("bridge", "macvlan", "ptp", "tap", "host-local")
+ARGS_USERS = ("bridge", "macvlan", "ptp", "tap", "host-local", "static", "tuning")
+# tuning changes this link of the container (made by the world fixture) instead of making one.
+TUNED = "tun0"
 DELETE = object()
 
 
@@ -56,6 +60,7 @@ def world(tmp_path_factory):
         noexec = tmp / "noexec"
         noexec.mkdir()
         (noexec / "host-local").write_text("#!/bin/sh\necho should not run\n")  # mode 0644
+        ctr.run("ip", "link", "add", TUNED, "type", "veth", "peer", "name", "tun1")
         yield World(host, ctr, tmp / "networks", tmp)
     finally:
         ctr.remove()
@@ -89,6 +94,14 @@ def base(plugin: str, w: World) -> dict:
         conf.update(ingressRate=8000, ingressBurst=800, egressRate=8000, egressBurst=800,
                     prevResult={"cniVersion": "1.0.0", "interfaces": [{"name": "bwveth0"}, {"name": "bweth0", "sandbox": w.ctr.path}],
                                 "ips": [{"address": "10.66.0.5/24", "interface": 1}]})
+    elif plugin == "static":
+        conf["ipam"] = {"type": "static", "addresses": [{"address": "10.66.0.5/24", "gateway": "10.66.0.1"}]}
+    elif plugin == "tuning":
+        # Its saved values would land in the compared data dir: a failed ADD must leave none.
+        del conf["ipam"]
+        conf.update(mtu=1400, sysctl={"net.ipv4.conf.IFNAME.arp_filter": "1"}, dataDir=str(w.data_dir / "tuning"),
+                    prevResult={"cniVersion": "1.0.0", "interfaces": [{"name": TUNED, "sandbox": w.ctr.path}],
+                                "ips": [{"address": "10.66.0.9/24", "interface": 0}]})
     return conf
 
 
@@ -116,7 +129,7 @@ def top(**changes) -> Callable:
 
 def in_ipam(**changes) -> Callable:
     def edit(conf: dict, w: World) -> dict:
-        _apply(conf["ipam"], changes)
+        _apply(conf.setdefault("ipam", {}), changes)  # tuning has none of its own
         return conf
     return edit
 
@@ -134,6 +147,19 @@ def raw(data: bytes) -> Callable:
 
 def keep(conf: dict, w: World) -> dict:
     return conf
+
+
+def with_text(tail: str) -> Callable:
+    """The configuration's JSON text with `tail` spliced in before its last brace (duplicate keys)."""
+    return lambda conf, w: (json.dumps(conf)[:-1] + ", " + tail + "}").encode()
+
+
+def both(*edits: Callable) -> Callable:
+    def edit(conf: dict, w: World) -> dict:
+        for one in edits:
+            conf = one(conf, w)
+        return conf
+    return edit
 
 
 def truncated(conf: dict, w: World) -> bytes:
@@ -198,11 +224,11 @@ CASES = [
     Case("prevresult-bad-address", ALL, 7,
          top(prevResult={"cniVersion": "1.0.0", "ips": [{"address": "nonsense"}]})),
     # -- wrong types and ranges in the main plugins' keys
-    Case("mtu-negative", MAIN, 7, top(mtu=-1)),
-    Case("mtu-70000", MAIN, 7, top(mtu=70000)),
-    Case("mtu-string", MAIN, 7, top(mtu="1500")),
-    Case("mtu-float", MAIN, 7, top(mtu=1500.5)),
-    Case("mtu-bool", MAIN, 7, top(mtu=True)),
+    Case("mtu-negative", MTU_USERS, 7, top(mtu=-1)),
+    Case("mtu-70000", MTU_USERS, 7, top(mtu=70000)),
+    Case("mtu-string", MTU_USERS, 7, top(mtu="1500")),
+    Case("mtu-float", MTU_USERS, 7, top(mtu=1500.5)),
+    Case("mtu-bool", MTU_USERS, 7, top(mtu=True)),
     Case("ipmasq-string", ("bridge", "ptp"), 7, top(ipMasq="true")),
     Case("ipmasq-backend-unknown", ("bridge", "ptp"), 7, top(ipMasqBackend="pf")),
     Case("isgateway-string", ("bridge",), 7, top(isGateway="yes")),
@@ -221,7 +247,7 @@ CASES = [
     Case("vlanid-negative", ("vlan",), 7, top(vlanId=-1)),
     Case("vlanid-string", ("vlan",), 7, top(vlanId="5")),
     Case("ipam-missing", ("vlan", "dummy"), 7, top(ipam=DELETE)),
-    Case("mac-invalid", ("bridge", "macvlan", "tap"), 7, top(runtimeConfig={"mac": "zz:00:00:00:00:01"})),
+    Case("mac-invalid", ("bridge", "macvlan", "tap", "tuning"), 7, top(runtimeConfig={"mac": "zz:00:00:00:00:01"})),
     # -- portmap: the mappings and the keys around them; nothing may be written
     Case("portmap-no-prevresult", ("portmap",), 7, top(prevResult=DELETE)),
     Case("portmap-hostport-zero", ("portmap",), 7, in_mapping(hostPort=0)),
@@ -264,11 +290,11 @@ CASES = [
     Case("ranges-not-a-list", IPAM_USERS, 7, in_ipam(ranges="10.67.0.0/24")),
     Case("ranges-empty-set", IPAM_USERS, 7, in_ipam(subnet=DELETE, ranges=[[]])),
     Case("no-ranges-at-all", IPAM_USERS, 7, in_ipam(subnet=DELETE)),
-    Case("routes-bad-dst", IPAM_USERS, 7, in_ipam(routes=[{"dst": "0.0.0.0/99"}])),
+    Case("routes-bad-dst", IPAM_USERS + ("static",), 7, in_ipam(routes=[{"dst": "0.0.0.0/99"}])),
     Case("datadir-relative", IPAM_USERS, 7, in_ipam(dataDir="relative/dir")),
     Case("datadir-dotdot", IPAM_USERS, 7, in_ipam(dataDir="/tmp/../etc")),
-    Case("args-ip-garbage", IPAM_USERS, 7, run={"args": "IgnoreUnknown=1;IP=banana"}),
-    Case("runtime-ips-garbage", IPAM_USERS, 7, top(runtimeConfig={"ips": ["banana"]})),
+    Case("args-ip-garbage", IPAM_USERS + ("static",), 7, run={"args": "IgnoreUnknown=1;IP=banana"}),
+    Case("runtime-ips-garbage", IPAM_USERS + ("static",), 7, top(runtimeConfig={"ips": ["banana"]})),
     Case("requested-ip-outside", IPAM_USERS, 7, top(args={"cni": {"ips": ["192.168.5.5"]}})),
     # -- the firewall plugin's keys: refused before any rule is written
     Case("fw-backend-unknown", ("firewall",), 7, top(backend="pf")),
@@ -326,6 +352,40 @@ CASES = [
     Case("tap-bridge-not-a-bridge", ("tap",), 7, top(bridge="lo")),
     Case("tap-bridge-number", ("tap",), 7, top(bridge=3)),
     Case("tap-selinux-number", ("tap",), 7, top(selinuxContext=5)),
+    # -- static's keys
+    Case("static-no-ipam", ("static",), 7, top(ipam=DELETE), msg="ipam"),
+    Case("static-address-plain-ip", ("static",), 7, in_ipam(addresses=[{"address": "10.66.0.5"}]),
+         msg="ipam.addresses[0].address"),
+    Case("static-address-number", ("static",), 7, in_ipam(addresses=[{"address": 5}]), msg="ipam.addresses[0].address"),
+    Case("static-addresses-not-a-list", ("static",), 7, in_ipam(addresses="10.66.0.5/24")),
+    Case("static-gateway-other-family", ("static",), 7,
+         in_ipam(addresses=[{"address": "10.66.0.5/24", "gateway": "fd00::1"}]), msg="ipam.addresses[0].gateway"),
+    Case("static-route-gw-other-family", ("static",), 7, in_ipam(routes=[{"dst": "0.0.0.0/0", "gw": "fd00::1"}]),
+         msg="ipam.routes[0]"),
+    Case("static-dns-not-an-object", ("static",), 7, in_ipam(dns="10.66.0.53"), msg="ipam.dns"),
+    Case("static-legacy-two-ipv4", ("static",), 7,
+         both(top(cniVersion="0.2.0"), in_ipam(addresses=[{"address": "10.66.0.5/24"}, {"address": "10.66.0.6/24"}])),
+         msg="does not support more than 1 address per family"),
+    Case("static-args-gateway-garbage", ("static",), 7, run={"args": "IP=10.66.0.7/24;GATEWAY=banana"}),
+    # -- tuning's keys (a failure after the first sysctl or link change proves the rollback)
+    Case("tuning-no-prevresult", ("tuning",), 7, top(prevResult=DELETE), msg="prevResult"),
+    Case("sysctl-outside-net", ("tuning",), 7, top(sysctl={"kernel.hostname": "evil"}), msg="invalid net sysctl key"),
+    Case("sysctl-net-itself", ("tuning",), 7, top(sysctl={"net": "1"}), msg="invalid net sysctl key"),
+    Case("sysctl-args-outside-net", ("tuning",), 7, top(args={"cni": {"sysctl": {"kernel.hostname": "evil"}}})),
+    Case("sysctl-not-an-object", ("tuning",), 7, top(sysctl=["net.core.somaxconn=5"])),
+    Case("sysctl-value-number", ("tuning",), 7, top(sysctl={"net.core.somaxconn": 5})),
+    Case("sysctl-duplicated", ("tuning",), 7,
+         with_text('"sysctl": {"net.core.somaxconn": "100", "net.core.somaxconn": "200"}'), msg="duplicated"),
+    Case("sysctl-unknown-knob", ("tuning",), 7,
+         top(sysctl={"net.ipv4.conf.IFNAME.arp_filter": "1", "net.ipv4.no_such_knob": "1"})),
+    Case("tuning-mac-multicast", ("tuning",), 7, top(mac="01:00:5e:00:00:01"), msg="MAC address"),
+    Case("tuning-mac-short", ("tuning",), 7, top(mac="c2:00:00:00:00")),
+    Case("txqlen-negative", ("tuning",), 7, top(txQLen=-1)),
+    Case("txqlen-string", ("tuning",), 7, top(txQLen="1000")),
+    Case("promisc-string", ("tuning",), 7, top(promisc="true")),
+    Case("allmulti-number", ("tuning",), 7, top(allmulti=1)),
+    Case("tuning-args-mtu-string", ("tuning",), 7, top(args={"cni": {"mtu": "1400"}})),
+    Case("tuning-datadir-relative", ("tuning",), 7, top(dataDir="run/tuning")),
     # -- the dhcp plugin's keys
     Case("dhcp-socket-relative", ("dhcp",), 7, in_ipam(daemonSocketPath="run/dhcp.sock")),
     Case("dhcp-priority-negative", ("dhcp",), 7, in_ipam(priority=-1)),
@@ -355,7 +415,8 @@ def test_catalogue_is_big_enough():
 @pytest.mark.parametrize("case,plugin", PAIRS, ids=[f"{c.id}-{p}" for c, p in PAIRS])
 def test_bad_input(shipped, world, case, plugin):
     conf = case.edit(base(plugin, world), world)
-    kw = dict(containerid="badctr", netns=world.ctr.path, ifname="eth0", in_netns=world.host.path)
+    kw = dict(containerid="badctr", netns=world.ctr.path, ifname=TUNED if plugin == "tuning" else "eth0",
+              in_netns=world.host.path)
     kw.update(case.run)
     command = kw.pop("command", "ADD")
     if kw.get("cni_path") == "@noexec":
@@ -378,6 +439,8 @@ def test_base_configurations_are_valid(plugins, world):
         kw = dict(containerid="goodctr", netns=world.ctr.path, in_netns=world.host.path)
         if plugin == "bandwidth":
             kw["ifname"] = "bweth0"
+        kw = dict(containerid="goodctr", netns=world.ctr.path, in_netns=world.host.path,
+                  ifname=TUNED if plugin == "tuning" else "eth0")
         out = plugins.run(plugin, "ADD", conf, **kw)
         if plugin == "dhcp":
             assert out.json["code"] == 11 and "not running" in out.json["msg"], out
