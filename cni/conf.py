@@ -116,6 +116,11 @@ def check_data_dir(path: str) -> str:
     return os.path.normpath(path)
 
 
+def same_mac(a: str, b: str) -> bool:
+    """CHECK: a result may carry a MAC in capitals (tuning echoes its `mac` as given)."""
+    return a.replace("-", ":").lower() == b.replace("-", ":").lower()
+
+
 def parse_ip(text: str, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         return ipaddress.ip_address(text.strip())

@@ -10,6 +10,7 @@ import ipaddress
 import os
 
 from . import sysctl
+from .conf import same_mac
 from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 from .netlink import Link, Netlink, NetlinkError
 from .netns import NetnsNotFound, NotANetns, entered, open_netns
@@ -311,7 +312,7 @@ def check_link(netns: str, ifname: str, kind: str, mode: str | None, master: Lin
         raise CNIError(INTERNAL, f'"{ifname}" is not a {kind} link (kind "{link.kind}")')
     if mode is not None and link.info.get("mode") != mode:
         raise CNIError(INTERNAL, f'"{ifname}": {kind} mode is {link.info.get("mode")}, want {mode}')
-    if mac and link.mac != mac:
+    if mac and not same_mac(link.mac, mac):
         raise CNIError(INTERNAL, f'"{ifname}": MAC is {link.mac}, want {mac}')
     if master is not None and link.link != master.index:
         raise CNIError(INTERNAL, f'"{ifname}" is not on master "{master.name}"')

@@ -194,3 +194,42 @@ def test_a_libcni_style_single_conf_runs_as_a_list(tool, container_ns):
     tool.run("check", "mynet", container_ns.path, check=True)
     tool.run("del", "mynet", container_ns.path, check=True)
     assert reservations(tool) == []
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "1.0.0"])
+def test_network_attachment_definition_macvlan_static_tuning(tool, container_ns, version):
+    """The Multus example: a NetworkAttachmentDefinition's config with macvlan + static, tuning
+    chained; the pod's IP and MAC arrive as capability arguments."""
+    from reliability_env import uplink
+
+    uplink(tool.host)
+    host_links = sorted(tool.host.links())
+    tuning_dir = tool.data / "tuning"
+    conf = {"cniVersion": version, "name": "nad", "plugins": [
+        {"type": "macvlan", "master": "uplink0", "mode": "bridge", "capabilities": {"ips": True},
+         "ipam": {"type": "static", "addresses": [{"address": "10.30.0.5/24", "gateway": "10.30.0.1"}],
+                  "routes": [{"dst": "0.0.0.0/0", "gw": "10.30.0.1"}]}},
+        {"type": "tuning", "capabilities": {"mac": True}, "mtu": 1400, "dataDir": str(tuning_dir),
+         "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}}]}
+    (tool.netconf / "20-nad.conflist").write_text(json.dumps(conf))
+    cap = json.dumps({"ips": ["10.30.0.8/24"], "mac": "C2:00:00:30:00:08"})
+    out = tool.run("add", "nad", container_ns.path, env={"CAP_ARGS": cap}, check=True)
+    result = json.loads(out.stdout)
+    assert result["cniVersion"] == version
+    assert [i["address"] for i in result["ips"]] == ["10.30.0.8/24"]
+    assert [(i["name"], i["mac"]) for i in result["interfaces"]] == [("eth0", "C2:00:00:30:00:08")]
+    link = container_ns.link("eth0")
+    assert link["address"] == "c2:00:00:30:00:08" and link["mtu"] == 1400 and link["linkinfo"]["info_kind"] == "macvlan"
+    assert container_ns.run("cat", "/proc/sys/net/ipv4/conf/eth0/arp_filter").stdout.strip() == "1"
+    addrs = [a["local"] for l in container_ns.ip_json("-4", "addr", "show", "dev", "eth0") for a in l["addr_info"]]
+    assert addrs == ["10.30.0.8"]
+    cid = container_id(container_ns.path)
+    cached = json.loads((tool.cache / "results" / f"nad-{cid}-eth0").read_text())
+    assert cached["result"]["interfaces"][0]["mac"] == "C2:00:00:30:00:08"
+    assert os.listdir(tuning_dir) == [f"{cid}_eth0.json"]
+    if version >= "0.4.0":
+        tool.run("check", "nad", container_ns.path, env={"CAP_ARGS": cap}, check=True)
+    tool.run("del", "nad", container_ns.path, env={"CAP_ARGS": cap}, check=True)
+    assert container_ns.links() == ["lo"] and sorted(tool.host.links()) == host_links
+    assert os.listdir(tuning_dir) == [] and os.listdir(tool.cache / "results") == []
+    tool.run("del", "nad", container_ns.path, check=True)  # twice is fine

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from cni.conf import Fields, NetConf
+from cni.conf import Fields, NetConf, same_mac
 from cni.errors import INCOMPATIBLE_VERSION, INTERNAL, INVALID_NETWORK_CONFIG, CNIError, invalid_config
 from cni.skel import Call, plugin
 from cni.types import Interface, IPConfig, Result, Route
@@ -377,7 +377,7 @@ def check(call: Call) -> None:
             raise CNIError(INTERNAL, f"bridge {conf.bridge} in the host netns was not found")
         if bridge.kind != "bridge":
             raise CNIError(INTERNAL, f'"{conf.bridge}" is not a bridge (it is a {bridge.kind or "device"})')
-        if bridge_entry is not None and bridge_entry.mac and bridge_entry.mac != bridge.mac:
+        if bridge_entry is not None and bridge_entry.mac and not same_mac(bridge_entry.mac, bridge.mac):
             raise CNIError(INTERNAL, f"bridge {conf.bridge} has MAC {bridge.mac}, prevResult says {bridge_entry.mac}")
         if conf.promisc_mode and not bridge.promisc:
             raise CNIError(INTERNAL, f"bridge {conf.bridge} is configured promiscuous but is not")
@@ -386,14 +386,14 @@ def check(call: Call) -> None:
             raise CNIError(INTERNAL, f"interface {call.ifname} in the container was not found")
         if inside.kind != "veth":
             raise CNIError(INTERNAL, f"interface {call.ifname} in the container is not a veth")
-        if container_entry.mac and container_entry.mac != inside.mac:
+        if container_entry.mac and not same_mac(container_entry.mac, inside.mac):
             raise CNIError(INTERNAL, f"interface {call.ifname} has MAC {inside.mac}, prevResult says {container_entry.mac}")
         peer = host.get_link_by_index(inside.link) if inside.link else None
         if peer is None or peer.kind != "veth" or peer.master != bridge.index \
                 or not any(i.name == peer.name and not i.sandbox for i in prev.interfaces):
             raise CNIError(INTERNAL, f"the host end of {call.ifname} on bridge {conf.bridge} was not found")
         for entry in prev.interfaces:
-            if entry.name == peer.name and entry.mac and entry.mac != peer.mac:
+            if entry.name == peer.name and entry.mac and not same_mac(entry.mac, peer.mac):
                 raise CNIError(INTERNAL, f"interface {peer.name} has MAC {peer.mac}, prevResult says {entry.mac}")
     check_interface_config(call.netns, call.ifname, prev, index)
 
