@@ -105,6 +105,7 @@ def check_link_against_ip(ns, link: Link) -> None:
     assert ref["operstate"].lower() == link.operstate
     assert ("UP" in ref["flags"]) == link.up
     assert ("PROMISC" in ref["flags"]) == link.promisc
+    assert ("ALLMULTI" in ref["flags"]) == link.allmulti
     assert ref.get("linkinfo", {}).get("info_kind", "") == link.kind
     if link.master:
         assert ref["master"] == ip_link_name(ns, link.master)
@@ -307,15 +308,15 @@ def test_macvlan_created_into_another_netns(make_netns, netns_fd):
 @needs_root
 def test_set_link_every_field(ns, nl):
     veth, peer = make_veth(nl, "nlv0", "nlv1")
-    nl.set_link(veth.index, up=True, mtu=1300, mac=MAC_B, txqlen=500, promisc=True)
+    nl.set_link(veth.index, up=True, mtu=1300, mac=MAC_B, txqlen=500, promisc=True, allmulti=True)
     link = nl.get_link_by_index(veth.index)
-    assert (link.up, link.mtu, link.mac, link.txqlen, link.promisc) == (True, 1300, MAC_B, 500, True)
+    assert (link.up, link.mtu, link.mac, link.txqlen, link.promisc, link.allmulti) == (True, 1300, MAC_B, 500, True, True)
     check_link_against_ip(ns, link)
     check_link_against_pyroute2(ns, link)
 
-    nl.set_link(veth.index, promisc=False)
+    nl.set_link(veth.index, promisc=False, allmulti=False)
     link = nl.get_link_by_index(veth.index)
-    assert link.up and not link.promisc
+    assert link.up and not link.promisc and not link.allmulti
 
     # Older kernels refuse to rename a link that is up: down, then rename and up in one call.
     nl.set_link(veth.index, up=False)

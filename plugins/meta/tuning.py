@@ -15,7 +15,7 @@ import os
 from cni import jsontext, sysctl
 from cni.conf import Fields, NetConf, check_data_dir, parse_mac
 from cni.errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError, invalid_config
-from cni.netlink import IFF_ALLMULTI, Link, Netlink, NetlinkError
+from cni.netlink import Link, Netlink, NetlinkError
 from cni.netns import NetnsNotFound, NotANetns, entered
 from cni.record import Record
 from cni.rollback import Rollback
@@ -232,7 +232,7 @@ def snapshot(nl: Netlink, conf: TuningConf, ifname: str) -> Saved:
         saved.mac = link.mac if conf.mac else None
         saved.mtu = link.mtu if conf.mtu else None
         saved.promisc = link.promisc if conf.promisc else None
-        saved.allmulti = bool(link.flags & IFF_ALLMULTI) if conf.allmulti is not None else None
+        saved.allmulti = link.allmulti if conf.allmulti is not None else None
         saved.txqlen = link.txqlen if conf.txqlen is not None else None
     return saved
 
@@ -408,7 +408,7 @@ def check(call: Call) -> None:
                           f"{'on' if conf.promisc else 'off'}")
     if conf.mtu and conf.mtu != link.mtu:
         mismatches.append(f"MTU is {link.mtu}, configured {conf.mtu}")
-    allmulti = bool(link.flags & IFF_ALLMULTI)
+    allmulti = link.allmulti
     if conf.allmulti is not None and conf.allmulti != allmulti:
         mismatches.append(f"all-multicast mode is {'on' if allmulti else 'off'}, configured "
                           f"{'on' if conf.allmulti else 'off'}")
