@@ -398,6 +398,34 @@ def announce_address_changes(netns: str, ifname: str) -> None:
         sysctl.set_if_present(f"/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify", "1")
 
 
+ETH_P_ARP = 0x0806
+
+
+def send_gratuitous_arp(ifname: str, mac: str, addresses: list) -> None:
+    """An ARP request for each IPv4 address from itself, broadcast on `ifname` (in the current
+    netns): neighbours that knew the address update its MAC. Best effort, as with the
+    reference: a link that is down or a refused send changes nothing else."""
+    import socket
+    import struct
+
+    hw = bytes.fromhex(mac.replace(":", ""))
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, socket.htons(ETH_P_ARP))
+    except OSError:
+        return
+    with sock:
+        for ip in addresses:
+            if ip.version != 4:
+                continue
+            packed = ip.packed
+            # htype Ethernet, ptype IPv4, hlen 6, plen 4, op request; target MAC broadcast, target IP itself.
+            payload = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + packed + b"\xff" * 6 + packed
+            try:
+                sock.sendto(payload, (ifname, ETH_P_ARP, 0, 0, b"\xff" * 6))
+            except OSError:
+                return
+
+
 def set_link_up(netns: str, ifname: str) -> None:
     with Netlink(netns or None) as nl:
         nl.set_link(require_link(nl, ifname, netns).index, up=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +166,23 @@ def test_overrides_same_as_go(source_plugins, go_plugins, make_netns, tmp_path, 
         assert {k: v for k, v in a.view().items() if k not in SYSCTLS} == \
             {k: v for k, v in before.items() if k not in SYSCTLS}
     assert seen["source"] == seen["go"]
+
+
+def test_new_mac_is_announced(plugins, make_netns, tmp_path):
+    """Without arp_notify on the link, only tuning's gratuitous ARP (HEAD sends one per IPv4
+    address of prevResult; Debian's 1.1.1 does not here) tells a neighbour the new MAC."""
+    a = on_veth(plugins, make_netns, tmp_path)
+    neighbour = make_netns("pycni-peer")
+    a.ctr.run("ip", "link", "set", "peer0", "netns", neighbour.name)
+    a.ctr.run("ip", "addr", "add", "10.77.0.2/24", "dev", "eth0")
+    neighbour.run("ip", "addr", "add", "10.77.0.1/24", "dev", "peer0")
+    neighbour.run("ip", "link", "set", "peer0", "up")
+    neighbour.run("busybox", "ping", "-c", "1", "-W", "2", "10.77.0.2")
+    assert neighbour.ip_json("neigh", "show", "10.77.0.2")[0]["lladdr"] == a.view()["mac"]
+    a.run("ADD", a.conf(mac="c2:00:00:00:00:0c")).ok()
+    time.sleep(0.1)
+    assert neighbour.ip_json("neigh", "show", "10.77.0.2")[0]["lladdr"] == "c2:00:00:00:00:0c", plugins.kind
+    a.run("DEL", a.conf(mac="c2:00:00:00:00:0c")).ok()
 
 
 def test_del_restores_what_go_saved(source_plugins, go_plugins, make_netns, tmp_path):

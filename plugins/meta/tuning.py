@@ -15,6 +15,7 @@ import os
 from cni import jsontext, sysctl
 from cni.conf import Fields, NetConf, check_data_dir, parse_mac
 from cni.errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError, invalid_config
+from cni.link import send_gratuitous_arp
 from cni.netlink import Link, Netlink, NetlinkError
 from cni.netns import NetnsNotFound, NotANetns, entered
 from cni.record import Record
@@ -237,8 +238,9 @@ def snapshot(nl: Netlink, conf: TuningConf, ifname: str) -> Saved:
     return saved
 
 
-def apply(nl: Netlink, conf: TuningConf, saved: Saved, ifname: str, undo: Rollback) -> None:
-    """Change each value, registering its way back right after it changed."""
+def apply(nl: Netlink, conf: TuningConf, saved: Saved, ifname: str, addresses: list, undo: Rollback) -> None:
+    """Change each value, registering its way back right after it changed; `addresses`
+    (prevResult's IPConfigs) are announced with a new MAC."""
     for key, value in conf.sysctl.items():
         path = sysctl_path(key, ifname)
         _set_sysctl(path, value)
@@ -257,6 +259,8 @@ def apply(nl: Netlink, conf: TuningConf, saved: Saved, ifname: str, undo: Rollba
             continue
         _set(nl, link, what, **{attribute: value})
         undo.push(lambda a=attribute, b=before: nl.set_link(link.index, **{a: b}), f"restore the {what}")
+        if attribute == "mac":  # as the reference: neighbours learn the new MAC of the addresses at once
+            send_gratuitous_arp(ifname, value, [ip.address.ip for ip in addresses])
 
 
 def restore(nl: Netlink, saved: Saved, ifname: str) -> None:
@@ -356,7 +360,7 @@ def add(call: Call) -> Result:
         saved = snapshot(nl, conf, call.ifname)
         if conf.changes_link or saved.sysctl:
             save(path, saved, undo)
-        apply(nl, conf, saved, call.ifname, undo)
+        apply(nl, conf, saved, call.ifname, result.ips, undo)
     result.cni_version = call.cni_version
     if conf.mac:
         for iface in result.interfaces:
