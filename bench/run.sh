@@ -2,7 +2,7 @@
 # Benchmarks: our frozen bin/ against Debian's Go plugins (/usr/lib/cni), exec'd alternately.
 #   bench/run.sh [ROUNDS] [-- extra args for bench/plugins.py]
 # Prints medians of VERSION, ADD, CHECK and DEL per case (host-local; bridge with and without
-# ipMasq, ptp, macvlan, each over host-local; loopback; portmap, firewall, bandwidth and sbr each
+# ipMasq, ptp, macvlan, each over host-local; loopback; static; portmap, firewall, bandwidth, sbr and tuning each
 # timed as the chained call alone with one prevResult), the ratio to Go and peak RSS, with PASS/OVER
 # against the budgets (ADD <= 3x Go, DEL <= 2x, VERSION <= 5x, RSS <= 40 MiB). To bench the
 # release bundle instead: bench/run.sh 30 -- --ours DIR (a directory install.sh filled).
