@@ -264,7 +264,12 @@ def apply(nl: Netlink, conf: TuningConf, saved: Saved, ifname: str, addresses: l
 
 
 def restore(nl: Netlink, saved: Saved, ifname: str) -> None:
-    """Put saved values back, as far as the interface and knobs are still there."""
+    """Put saved values back, as far as the interface and knobs are still there.
+
+    Best effort, value by value, as the reference does: a value the kernel no
+    longer takes (an MTU above what the link allows now) must not make DEL fail
+    for ever and keep the runtime from cleaning up.
+    """
     link = nl.get_link(ifname)
     if link is not None:
         for attribute, value in (("mtu", saved.mtu), ("mac", saved.mac), ("promisc", saved.promisc),
@@ -273,9 +278,8 @@ def restore(nl: Netlink, saved: Saved, ifname: str) -> None:
                 continue
             try:
                 nl.set_link(link.index, **{attribute: value})
-            except NetlinkError as exc:
-                if not exc.gone:
-                    raise CNIError(INTERNAL, f'failed to restore the {attribute} of "{ifname}": {exc}') from None
+            except NetlinkError:
+                pass
     for path, value in saved.sysctl.items():
         if path.startswith("/proc/sys/net/"):  # the file is ours, but never write outside net.
             try:
