@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import BIN, GO_BIN, ROOT
 
-NEEDED = ("bridge", "host-local", "ptp", "macvlan", "portmap", "loopback", "static", "tuning")
+NEEDED = ("bridge", "host-local", "ptp", "macvlan", "portmap", "loopback", "static", "tuning", "sbr")
 
 
 def ours_exists(name: str, kind: str) -> bool:

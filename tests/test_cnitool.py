@@ -197,9 +197,9 @@ def test_a_libcni_style_single_conf_runs_as_a_list(tool, container_ns):
 
 
 @pytest.mark.parametrize("version", ["0.3.1", "1.0.0"])
-def test_network_attachment_definition_macvlan_static_tuning(tool, container_ns, version):
+def test_network_attachment_definition_macvlan_static_tuning_sbr(tool, container_ns, version):
     """The Multus example: a NetworkAttachmentDefinition's config with macvlan + static, tuning
-    chained; the pod's IP and MAC arrive as capability arguments."""
+    and sbr chained; the pod's IP and MAC arrive as capability arguments."""
     from reliability_env import uplink
 
     uplink(tool.host)
@@ -210,7 +210,8 @@ def test_network_attachment_definition_macvlan_static_tuning(tool, container_ns,
          "ipam": {"type": "static", "addresses": [{"address": "10.30.0.5/24", "gateway": "10.30.0.1"}],
                   "routes": [{"dst": "0.0.0.0/0", "gw": "10.30.0.1"}]}},
         {"type": "tuning", "capabilities": {"mac": True}, "mtu": 1400, "dataDir": str(tuning_dir),
-         "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}}]}
+         "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}},
+        {"type": "sbr"}]}
     (tool.netconf / "20-nad.conflist").write_text(json.dumps(conf))
     cap = json.dumps({"ips": ["10.30.0.8/24"], "mac": "C2:00:00:30:00:08"})
     out = tool.run("add", "nad", container_ns.path, env={"CAP_ARGS": cap}, check=True)
@@ -223,6 +224,8 @@ def test_network_attachment_definition_macvlan_static_tuning(tool, container_ns,
     assert container_ns.run("cat", "/proc/sys/net/ipv4/conf/eth0/arp_filter").stdout.strip() == "1"
     addrs = [a["local"] for l in container_ns.ip_json("-4", "addr", "show", "dev", "eth0") for a in l["addr_info"]]
     assert addrs == ["10.30.0.8"]
+    rules = [r for r in container_ns.ip_json("rule", "show") if r.get("src") == "10.30.0.8"]
+    assert len(rules) == 1 and rules[0]["table"] == "100", rules  # sbr: the first free table from 100
     cid = container_id(container_ns.path)
     cached = json.loads((tool.cache / "results" / f"nad-{cid}-eth0").read_text())
     assert cached["result"]["interfaces"][0]["mac"] == "C2:00:00:30:00:08"
@@ -231,5 +234,6 @@ def test_network_attachment_definition_macvlan_static_tuning(tool, container_ns,
         tool.run("check", "nad", container_ns.path, env={"CAP_ARGS": cap}, check=True)
     tool.run("del", "nad", container_ns.path, env={"CAP_ARGS": cap}, check=True)
     assert container_ns.links() == ["lo"] and sorted(tool.host.links()) == host_links
+    assert not [r for r in container_ns.ip_json("rule", "show") if r.get("src") == "10.30.0.8"]
     assert os.listdir(tuning_dir) == [] and os.listdir(tool.cache / "results") == []
     tool.run("del", "nad", container_ns.path, check=True)  # twice is fine
