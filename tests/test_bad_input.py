@@ -439,8 +439,8 @@ def test_base_configurations_are_valid(plugins, world):
         kw = dict(containerid="goodctr", netns=world.ctr.path, in_netns=world.host.path)
         if plugin == "bandwidth":
             kw["ifname"] = "bweth0"
-        kw = dict(containerid="goodctr", netns=world.ctr.path, in_netns=world.host.path,
-                  ifname=TUNED if plugin == "tuning" else "eth0")
+        elif plugin == "tuning":
+            kw["ifname"] = TUNED
         out = plugins.run(plugin, "ADD", conf, **kw)
         if plugin == "dhcp":
             assert out.json["code"] == 11 and "not running" in out.json["msg"], out
