@@ -214,3 +214,59 @@ def test_docker_run_script_with_podman(podman, host_ns, tmp_path):
     assert [l for l in host_ns.links() if l.startswith("veth")] == []
     assert sorted(x.name for x in (tmp_path / "sn-ipam" / "sn").iterdir() if x.name[0].isdigit()) == []
     assert os.listdir(tmp_path / "cache" / "results") == []
+
+
+# ---- podman's own network, our plugins alone -------------------------------------------------
+
+PODMAN_CHAIN = ("bridge", "host-local", "portmap", "firewall", "tuning", "loopback")
+
+
+@pytest.fixture
+def podman_ours(tmp_path, host_ns, var_lib_cni_results):
+    """podman whose cni_plugin_dirs names only our frozen bin/ (no Go plugin anywhere on its path)."""
+    from conftest import BIN
+
+    for name in PODMAN_CHAIN:
+        if not (BIN / name).exists():
+            pytest.fail(f"bin/{name} is missing: this test runs podman's network on our plugins alone")
+    p = Podman(tmp_path, host_ns, BIN)
+    yield p
+    p.cleanup()
+
+
+def test_podman_network_create_and_port_mapping_on_our_plugins(podman_ours, host_ns, tmp_path):
+    """The network podman itself writes (bridge, portmap, firewall, tuning) with only our bin/:
+    `-p` reaches a server in the container by the host's address and by 127.0.0.1, and
+    `podman rm` leaves no rule, link or reservation."""
+    podman = podman_ours
+    host_ns.run("ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1")
+    host_ns.run("ip", "addr", "add", "10.201.0.1/24", "dev", "uplink0")
+    for name in ("uplink0", "uplink1"):
+        host_ns.run("ip", "link", "set", name, "up")
+    before = {"links": host_ns.links(), "nat": nat_rules(host_ns),
+              "filter": [l for l in host_ns.run("iptables", "-S").stdout.splitlines() if not l.startswith("-P")]}
+    podman.run("network", "create", "--subnet", "10.89.9.0/24", "pycniweb")
+    written = json.loads((podman.netconf / "pycniweb.conflist").read_text())
+    assert [pl["type"] for pl in written["plugins"]] == ["bridge", "portmap", "firewall", "tuning"]
+    (podman.rootfs / "www").mkdir()
+    (podman.rootfs / "www" / "index.html").write_text("hello from pycni\n")
+    for applet in ("httpd", "wget"):
+        if not (podman.rootfs / "bin" / applet).exists():
+            os.symlink("busybox", podman.rootfs / "bin" / applet)
+    podman.run("run", "-d", "--name", "web", "--network", "pycniweb", "-p", "8080:80", "--rootfs",
+               str(podman.rootfs), "httpd", "-f", "-p", "80", "-h", "/www")
+    for address in ("10.201.0.1", "127.0.0.1"):
+        got = host_ns.run("busybox", "wget", "-q", "-T", "5", "-O", "-", f"http://{address}:8080/", check=False)
+        assert got.stdout == "hello from pycni\n", (address, got.stdout, got.stderr)
+    container_ip = podman.run("inspect", "-f", "{{.NetworkSettings.Networks.pycniweb.IPAddress}}", "web").stdout.strip()
+    assert container_ip.startswith("10.89.9."), container_ip
+    podman.run("rm", "-f", "-t", "0", "web")
+    assert [l for l in host_ns.links() if l.startswith("veth")] == []
+    reservations = Path("/var/lib/cni/networks/pycniweb")
+    try:
+        assert not (reservations / container_ip).exists()
+        rules = nat_rules(host_ns) + host_ns.run("iptables", "-S").stdout.splitlines()
+        assert [l for l in rules if container_ip in l or "CNI-DN-" in l] == [], rules
+    finally:
+        podman.run("network", "rm", "pycniweb", check=False)
+        shutil.rmtree(reservations, ignore_errors=True)  # podman's network: host-local's default dataDir
