@@ -1,6 +1,7 @@
 """Entering namespaces by path, typed errors, always coming back."""
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -44,6 +45,30 @@ def test_not_a_netns_is_typed(tmp_path):
         netns.open_netns(str(f))
     with pytest.raises(netns.NotANetns):
         netns.open_netns("/proc/self/ns/uts")
+
+
+def test_without_the_nstype_ioctl_an_nsfs_file_still_counts(container_ns, tmp_path, monkeypatch):
+    """qemu-user answers ENOSYS for NS_GET_NSTYPE: an nsfs file is taken, anything else is not.
+    A kernel's own answer for an unknown ioctl (ENOTTY) is still a refusal."""
+    plain = tmp_path / "plain"
+    plain.write_text("")
+
+    def ioctl(errno_value):
+        def fail(fd, request, *args):
+            assert request == netns.NS_GET_NSTYPE
+            raise OSError(errno_value, os.strerror(errno_value))
+        return fail
+
+    monkeypatch.setattr(netns.fcntl, "ioctl", ioctl(errno.ENOSYS))
+    fd = netns.open_netns(container_ns.path)
+    os.close(fd)
+    with netns.entered(container_ns.path):
+        assert current_inode() == os.stat(container_ns.path).st_ino
+    with pytest.raises(netns.NotANetns):
+        netns.open_netns(str(plain))
+    monkeypatch.setattr(netns.fcntl, "ioctl", ioctl(errno.ENOTTY))
+    with pytest.raises(netns.NotANetns):
+        netns.open_netns(container_ns.path)
 
 
 def test_none_stays_here():
