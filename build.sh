@@ -8,9 +8,12 @@
 #                           (packaging/test-packages.txt, only those missing), build if needed, then
 #                           pytest with the frozen tests required (PYCNI_REQUIRE_FROZEN=1); ARGS go to pytest
 #   ./build.sh deps         only install those packages (.ci/run's first step)
-#   ./build.sh release      dist/pycni-linux-<arch>-<version>.tgz (+ .sha256/.sha512), frozen in a
-#                           cached Debian 11 root so it runs on glibc 2.31+ (packaging/release.sh)
-#   ./build.sh clean        remove bin/, dist/ and build/ (but build/bullseye/, the cached root)
+#   ./build.sh release [--arch amd64|arm64|all]
+#                           dist/pycni-linux-<arch>-<version>.tgz (+ .sha256/.sha512), frozen in a
+#                           cached Debian 11 root of that architecture so it runs on glibc 2.31+
+#                           (default: this machine's; arm64 on amd64 runs under qemu-user: see
+#                           packaging/release.sh)
+#   ./build.sh clean        remove bin/, dist/ and build/ (but build/bullseye*/, the cached roots)
 #
 # bin/ layout (copy bin/ as a whole, e.g. `cp -a bin/. /opt/cni/bin/`):
 #   bin/pycni        the one frozen executable (PyInstaller onedir bootloader)
@@ -211,8 +214,8 @@ case "${1:-}" in
         exec "$ROOT/scripts/priv-net-run.sh" ip addr
         ;;
     clean)
-        # The cached Debian 11 root stays (about a minute to make again): rm -rf build/bullseye drops it.
-        find "$BUILD" -mindepth 1 -maxdepth 1 ! -name bullseye -exec rm -rf {} + 2>/dev/null || true
+        # The cached Debian 11 roots stay (1-5 minutes to make again): rm -rf build/bullseye* drops them.
+        find "$BUILD" -mindepth 1 -maxdepth 1 ! -name 'bullseye*' -exec rm -rf {} + 2>/dev/null || true
         rm -rf "$BIN" "$ROOT/dist"
         ;;
     release)
@@ -240,7 +243,7 @@ case "${1:-}" in
         freeze
         ;;
     *)
-        echo "usage: $0 [demo | test [PYTEST-ARGS...] | deps | release | clean]" >&2
+        echo "usage: $0 [demo | test [PYTEST-ARGS...] | deps | release [--arch amd64|arm64|all] | clean]" >&2
         exit 2
         ;;
 esac

@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # ./build.sh release: dist/pycni-linux-<arch>-<version>.tgz (+ .sha256, .sha512), frozen inside a
-# Debian 11 (bullseye) root so the binaries need glibc 2.31 at most.
+# Debian 11 (bullseye) root of that architecture, so the binaries need glibc 2.31 (amd64) or
+# 2.29 (arm64: libm's exp/pow@GLIBC_2.29, which libpython3.9 uses) at most.
 #
-#   packaging/release.sh           build (reusing the cached root and venv), then verify in the root
-#   packaging/release.sh root      only make sure the cached root exists (used by tests)
-#   packaging/release.sh shell     a shell inside the root (debugging)
-#   packaging/release.sh py39 ARGS  pytest ARGS with the root's python3.9 on the current source
+#   packaging/release.sh [--arch A]       build (reusing the cached root and venv), then verify in the root
+#   packaging/release.sh [--arch A] root  only make sure the cached root exists (used by tests)
+#   packaging/release.sh [--arch A] shell a shell inside the root (debugging)
+#   packaging/release.sh py39 ARGS        pytest ARGS with the (amd64) root's python3.9 on the current source
+#
+# --arch amd64 | arm64 | all (default: this machine's). A foreign architecture (arm64 on an amd64
+# machine) is built in a root whose programs run under qemu-user: qemu-user-static and
+# binfmt-support are installed when missing, binfmt_misc is mounted and qemu-aarch64 enabled.
+# Its root is made from the main bullseye suite only (no bullseye-security: its pool has
+# answered 404 for arm64 files), which is all a freeze needs.
 #
 # Caches, all under build/ (gitignored):
-#   build/bullseye/root/            debootstrap --variant=minbase root with python3.9, libpython3.9,
-#                                   binutils; /opt/pycni-venv in it holds PyInstaller and the test
-#                                   tools, reinstalled only when pyproject.toml changes
-#   build/release/                  the staged source, PyInstaller's work dir, the archive tree
+#   build/bullseye/root/            the amd64 root: debootstrap --variant=minbase with python3.9,
+#                                   libpython3.9, binutils, gcc; /opt/pycni-venv in it holds
+#                                   PyInstaller and the test tools, reinstalled only when
+#                                   pyproject.toml changes
+#   build/bullseye-arm64/root/      the same for arm64 (PyInstaller only: the tests run on the host)
+#   build/release/<arch>/           the archive tree
+#   build/release-<arch>.stamp      what the archive in dist/ was built from
 # Environment: PYCNI_DEBIAN_MIRROR (default: the first Debian URI of this machine's apt sources),
 # PYCNI_RELEASE_FORCE=1 to refreeze even when nothing changed.
 set -euo pipefail
@@ -19,14 +29,33 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 ROOT=$PWD
 SUITE=bullseye
-CACHE=$ROOT/build/$SUITE
-CHROOT=$CACHE/root
-WORK=$ROOT/build/release
 DIST=$ROOT/dist
 VENV=/opt/pycni-venv                      # inside the root
 # gcc and the Python headers build cni/_setns.c (setns without ctypes: about 2.5 ms an exec)
 PACKAGES=python3,python3-venv,libpython3.9,binutils,ca-certificates,gcc,libc6-dev,python3-dev
-EXTRAS=build,daemon,test
+
+# This machine's architecture in Debian's (and the archive names') spelling.
+host_arch() {
+    case $(uname -m) in
+        x86_64) echo amd64 ;; aarch64) echo arm64 ;; armv7l) echo arm ;; *) uname -m ;;
+    esac
+}
+
+# Everything below works on one architecture: ARCH, its root and work dirs.
+select_arch() {
+    ARCH=$1
+    case $ARCH in amd64 | arm64) ;; *) log "unknown architecture '$ARCH' (amd64, arm64 or all)"; exit 2 ;; esac
+    if [ "$ARCH" = amd64 ]; then
+        CACHE=$ROOT/build/$SUITE              # the amd64 root keeps its first name (tests use it)
+    else
+        CACHE=$ROOT/build/$SUITE-$ARCH
+    fi
+    CHROOT=$CACHE/root
+    WORK=$ROOT/build/release/$ARCH
+    STAMP=$ROOT/build/release-$ARCH.stamp
+    # The foreign root only freezes (its tests run on the host); pytest there would cost minutes emulated.
+    if [ "$ARCH" = "$(host_arch)" ]; then EXTRAS=build,daemon,test; else EXTRAS=build,daemon; fi
+}
 
 log() { printf 'release: %s\n' "$*" >&2; }
 
@@ -59,24 +88,54 @@ in_root() {
     ' in_root "$CHROOT" "$@"
 }
 
+apt_install() {  # PACKAGE...: the ones whose command is missing
+    log "apt-get install $*"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null; then
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    fi
+}
+
+# A foreign root's programs run under qemu-user: the kernel hands its ELF files to
+# qemu-aarch64-static through binfmt_misc. Debian registers it with the F flag (the
+# interpreter is opened now), so it also works inside the chroot, which has no qemu.
+ensure_emulation() {
+    [ "$ARCH" = "$(host_arch)" ] && return
+    local qemu
+    case $ARCH in arm64) qemu=aarch64 ;; amd64) qemu=x86_64 ;; esac
+    local missing=()
+    [ -x /usr/bin/qemu-$qemu-static ] || missing+=(qemu-user-static)
+    command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+    [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+    if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    fi
+    # systemd (which would do this at boot) need not be PID 1 here: enable it ourselves.
+    if ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-$qemu 2>/dev/null; then
+        update-binfmts --enable qemu-$qemu
+    fi
+    grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-$qemu || {
+        log "binfmt_misc has no enabled qemu-$qemu: cannot run $ARCH programs here"
+        exit 1
+    }
+}
+
 ensure_root() {
     local want
-    want="$SUITE $PACKAGES"
+    want="$SUITE $ARCH $PACKAGES"
+    [ "$ARCH" = amd64 ] && want="$SUITE $PACKAGES"  # the stamp of roots made before --arch existed
     if [ -f "$CHROOT/.pycni-root" ] && [ "$(cat "$CHROOT/.pycni-root")" = "$want" ]; then
         return
     fi
-    command -v debootstrap >/dev/null || {
-        log "apt-get install debootstrap"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null
-    }
+    command -v debootstrap >/dev/null || apt_install debootstrap
     local mirror tmp=$CACHE/root.new
     mirror=$(debian_mirror)
-    log "debootstrap $SUITE from $mirror into $CHROOT (once; cached)"
+    log "debootstrap --arch=$ARCH $SUITE from $mirror into $CHROOT (once; cached)"
     rm -rf "$tmp" "$CHROOT"
     mkdir -p "$CACHE"
     local keyring=()
     [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] && keyring=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
-    if ! debootstrap --variant=minbase --include="$PACKAGES" "${keyring[@]}" "$SUITE" "$tmp" "$mirror" \
+    if ! debootstrap --arch="$ARCH" --variant=minbase --include="$PACKAGES" "${keyring[@]}" "$SUITE" "$tmp" "$mirror" \
             >"$CACHE/debootstrap.log" 2>&1; then
         tail -n 30 "$CACHE/debootstrap.log" >&2
         [ -f "$tmp/debootstrap/debootstrap.log" ] && tail -n 30 "$tmp/debootstrap/debootstrap.log" >&2
@@ -112,12 +171,6 @@ ensure_venv() {
 
 version() { sed -n 's/^__version__ = "\(.*\)"$/\1/p' cni/__init__.py; }
 
-arch() {
-    case $(uname -m) in
-        x86_64) echo amd64 ;; aarch64) echo arm64 ;; armv7l) echo arm ;; *) uname -m ;;
-    esac
-}
-
 # The commit the bundle is built from; "-dirty" when the files it freezes differ from it.
 commit() {
     local c
@@ -130,7 +183,7 @@ commit() {
 
 fingerprint() {
     {
-        version; commit; echo "$SUITE $PACKAGES $EXTRAS"
+        version; commit; echo "$SUITE $ARCH $PACKAGES $EXTRAS"
         find cni plugins packaging scripts/install.sh deploy/systemd -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
         sha256sum pycni.spec pyproject.toml setup.py README.md LICENSE
     } | sha256sum | cut -d' ' -f1
@@ -219,23 +272,24 @@ verify_in_root() {
 }
 
 release() {
-    local ver arch name commit stamp
-    ver=$(version) arch=$(arch) commit=$(commit)
-    name=pycni-linux-$arch-$ver
+    local ver name commit stamp
+    ver=$(version) commit=$(commit)
+    name=pycni-linux-$ARCH-$ver
     stamp=$(fingerprint)
-    if [ "${PYCNI_RELEASE_FORCE:-}" != 1 ] && [ -f "$DIST/$name.tgz" ] && [ -f "$ROOT/build/release.stamp" ] \
-            && [ "$(cat "$ROOT/build/release.stamp")" = "$stamp" ]; then
+    if [ "${PYCNI_RELEASE_FORCE:-}" != 1 ] && [ -f "$DIST/$name.tgz" ] && [ -f "$STAMP" ] \
+            && [ "$(cat "$STAMP")" = "$stamp" ]; then
         log "dist/$name.tgz is up to date"
         return
     fi
+    ensure_emulation
     ensure_root
     stage_source
     ensure_venv
     freeze_in_root
-    assemble "$ver" "$arch" "$name" "$commit"
+    assemble "$ver" "$ARCH" "$name" "$commit"
     package "$name"
     verify_in_root "$name"
-    echo "$stamp" >"$ROOT/build/release.stamp"
+    echo "$stamp" >"$STAMP"
     log "dist/$name.tgz ($(du -h "$DIST/$name.tgz" | cut -f1)), commit $commit"
 }
 
@@ -244,14 +298,21 @@ release() {
 mkdir -p "$ROOT/build"
 exec 9>"$ROOT/build/release.lock"
 flock 9
+arches=$(host_arch)
 case "${1:-}" in
-    "") release ;;
-    root) ensure_root ;;
-    shell) ensure_root; in_root /bin/bash ;;
+    --arch) [ $# -ge 2 ] || { log "--arch needs amd64, arm64 or all"; exit 2; }; arches=$2; shift 2 ;;
+    --arch=*) arches=${1#*=}; shift ;;
+esac
+[ "$arches" = all ] && arches="amd64 arm64"
+case "${1:-}" in
+    "") for a in $arches; do select_arch "$a"; release; done ;;
+    root) for a in $arches; do select_arch "$a"; ensure_emulation; ensure_root; done ;;
+    shell) select_arch "${arches%% *}"; ensure_emulation; ensure_root; in_root /bin/bash ;;
     py39)
         shift
+        select_arch "$(host_arch)"
         ensure_root; stage_source; ensure_venv
         in_root /bin/sh -c 'cd /build/src && exec '"$VENV"'/bin/python -m pytest -q -p no:cacheprovider "$@"' py39 "$@"
         ;;
-    *) echo "usage: $0 [root | shell | py39 PYTEST-ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--arch amd64|arm64|all] [root | shell] | py39 PYTEST-ARGS..." >&2; exit 2 ;;
 esac

@@ -74,6 +74,25 @@ prefix=${prefix%/}
 [ -n "$from" ] || from=$here/../bin
 only=$(echo "$only" | tr ',' ' ')
 
+# The release's executables must be for this node's CPU: an arm64 archive on an amd64 node (or
+# the reverse) would install fine and then fail on every exec with "Exec format error".
+# The ELF header's e_machine (2 bytes at offset 18) says what the runtime was built for.
+# PYCNI_NODE_ARCH stands in for `uname -m` (for tests).
+check_arch() {
+    [ -f "$1" ] || return 0  # not a release layout: do_install says so
+    case $(od -An -tx1 -j18 -N2 "$1" | tr -d ' \n') in
+        3e00) built=amd64 ;; b700) built=arm64 ;; 2800) built=arm ;; *) built=unknown ;;
+    esac
+    machine=${PYCNI_NODE_ARCH:-$(uname -m)}
+    case $machine in
+        x86_64 | amd64) node=amd64 ;; aarch64 | arm64 | armv8*) node=arm64 ;; armv7* | armv6*) node=arm ;;
+        *) node=$machine ;;
+    esac
+    [ "$built" = "$node" ] && return 0
+    die "this release is built for linux-$built, but this node is $machine (linux-$node): nothing was installed; use the pycni-linux-$node archive of this version"
+}
+[ "$uninstall" = 1 ] || check_arch "$from/pycni"
+
 # GNU mv -T never moves a file *into* a directory that happens to be the destination.
 if mv --help 2>&1 | grep -q -- '-T'; then MV="mv -f -T"; else MV="mv -f"; fi
 

@@ -242,6 +242,22 @@ def test_install_into_an_empty_prefix_and_run_from_there(release, tmp_path):
     assert tree(prefix) == before
 
 
+def test_install_refuses_an_archive_of_another_architecture(release, tmp_path):
+    """An amd64 archive on an arm64 node would install and then fail every exec: refused up front."""
+    prefix = tmp_path / "cni-bin"
+    for machine, node in (("aarch64", "arm64"), ("armv7l", "arm")):
+        p = release.install("--prefix", str(prefix), check=False, env=plain_env(PYCNI_NODE_ARCH=machine))
+        assert p.returncode == 1 and p.stdout == b"", (p.stdout, p.stderr)
+        assert p.stderr.decode().strip() == (
+            f"install.sh: this release is built for linux-{_arch()}, but this node is {machine} (linux-{node}): "
+            f"nothing was installed; use the pycni-linux-{node} archive of this version")
+        assert not prefix.exists()
+    # The node's own architecture (however uname spells it) installs; uninstall never checks.
+    release.install("--prefix", str(prefix), env=plain_env(PYCNI_NODE_ARCH=os.uname().machine))
+    release.install("--prefix", str(prefix), "--uninstall", env=plain_env(PYCNI_NODE_ARCH="aarch64"))
+    assert list(prefix.iterdir()) == []
+
+
 def test_temporary_names_of_a_killed_install_are_cleaned_up(release, tmp_path):
     prefix = tmp_path / "cni-bin"
     release.install("--prefix", str(prefix))
@@ -616,4 +632,6 @@ def test_dockerfile_builds_the_image_from_the_release_archive():
     assert re.search(r"^FROM debian:bullseye-slim$", text, re.M)
     assert re.search(rf"^ARG VERSION={re.escape(cni.__version__)}$", text, re.M)
     assert "ADD dist/pycni-linux-${ARCH}-${VERSION}.tgz /opt/" in text
+    # The archive of the platform being built: BuildKit's TARGETARCH is amd64 or arm64, the archives' names.
+    assert re.search(r"^ARG TARGETARCH=amd64$", text, re.M) and re.search(r"^ARG ARCH=\$\{TARGETARCH\}$", text, re.M)
     assert "/opt/pycni/scripts/install.sh" in text
