@@ -9,8 +9,11 @@ are called with a plugin set whose executables are the arm64 ones.
 
 What emulation gives and what it does not (measured on this machine):
   - the kernel is the host's: route netlink, veths across netns, setns into a network
-    namespace, sysctls and AF_PACKET all work for the emulated process (about 7x slower);
+    namespace, sysctls and AF_PACKET all work for the emulated process (an exec costs about
+    18x the CPU of a native one);
   - the dynamic loader and libc come from the arm64 root (QEMU_LD_PREFIX);
+  - qemu-user answers ENOSYS for the NS_GET_NSTYPE ioctl: cni/netns.py then checks for an nsfs
+    file instead (tests/test_netns.py covers that path natively);
   - a program the plugin starts (iptables, nft, ip) is the host's amd64 one: the kernel, not
     qemu, runs it. What is tested is the plugin's logic on arm64, not arm64 iptables.
 What cannot be tested this way is listed in UNDER_EMULATION_NOT_TESTED below, each with its
@@ -57,7 +60,7 @@ GLIBC_NEWEST = {"arm64": (2, 29)}
 
 UNDER_EMULATION_NOT_TESTED = {
     "test_faults.py (SIGKILL at every rollback stage)":
-        "hundreds of plugin execs: at about 7x an exec under emulation it alone would exceed this step's "
+        "hundreds of plugin execs: at about 18x the CPU per exec under emulation it alone would exceed this step's "
         "15-minute budget; the rollback code is the same Python bytecode as amd64's, where it runs",
     "test_podman.py / podman on the installed plugins":
         "podman, conmon and runc would run amd64 containers on amd64 tools: it proves nothing "
@@ -72,7 +75,8 @@ UNDER_EMULATION_NOT_TESTED = {
     "ipvlan, 802.1q vlan, dummy links":
         "this kernel has none (as for amd64: tests marked needs_kernel_links run in the QEMU VM)",
     "timings (test_load.py, bench/)":
-        "an emulated exec is about 7x slower than on an arm64 CPU: the numbers would describe qemu",
+        "an emulated exec costs about 18x the CPU of a native one (Documentation/performance.md): "
+        "the numbers would describe qemu, not an arm64 CPU",
 }
 
 
