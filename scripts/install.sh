@@ -80,6 +80,7 @@ only=$(echo "$only" | tr ',' ' ')
 # PYCNI_NODE_ARCH stands in for `uname -m` (for tests).
 check_arch() {
     [ -f "$1" ] || return 0  # not a release layout: do_install says so
+    [ "$(od -An -tx1 -N4 "$1" | tr -d ' \n')" = 7f454c46 ] || return 0  # not ELF (a stand-in in tests)
     case $(od -An -tx1 -j18 -N2 "$1" | tr -d ' \n') in
         3e00) built=amd64 ;; b700) built=arm64 ;; 2800) built=arm ;; *) built=unknown ;;
     esac

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -45,9 +44,10 @@ from conftest import ALL_VERSIONS, ROOT, PluginSet, is_root, needs_root
 from plugins import registry
 from test_bridge import bed  # noqa: F401  (fixtures the borrowed tests use)
 from test_dhcp import lan as dhcp_lan  # noqa: F401
-from test_dhcp_env import Daemon, Dnsmasq, conf as dhcp_conf, wait_for
+from test_dhcp_env import Daemon, Dnsmasq
 from test_macvlan import lan  # noqa: F401
-from test_release import CNI_PLUGINS, elf_files, plain_env, run
+from test_release import (CNI_PLUGINS, GLIBC_FLOOR, elf_files, glibc_symbol_versions, plain_env, readme_glibc_symbol,
+                          run)
 
 pytestmark = [needs_root, pytest.mark.arm64, pytest.mark.frozen]
 
@@ -55,8 +55,6 @@ ARCH_ROOT = ROOT / "build" / "bullseye-arm64" / "root"
 DIST = ROOT / "dist"
 NAME = f"pycni-linux-arm64-{cni.__version__}"
 EM_AARCH64 = 0xB7  # ELF e_machine of AArch64
-# The newest glibc symbol version an ELF file of each archive needs, as README states it.
-GLIBC_NEWEST = {"arm64": (2, 29)}
 
 UNDER_EMULATION_NOT_TESTED = {
     "test_faults.py (SIGKILL at every rollback stage)":
@@ -150,38 +148,26 @@ def test_archive_layout_names_and_sums_match_the_amd64_ones(arm64_release):
     assert list((bin_ / runtime / "pycni-lib" / "cni").glob("_setns*.so")), "cni/_setns was not built"
 
 
-def test_every_elf_file_is_aarch64_and_its_newest_glibc_symbol_is_the_one_readme_states(arm64_release):
-    if shutil.which("objdump") is None:
-        pytest.fail("objdump (binutils) is needed for this check")
-    elves = elf_files(arm64_release / "bin")
-    assert len(elves) >= 5 and any(p.name == "pycni" for p in elves)
-    wrong = [str(p) for p in elves if _arch_of(p) != EM_AARCH64]
+def test_every_elf_file_is_aarch64_and_readme_states_its_newest_glibc_symbol(arm64_release):
+    newest = glibc_symbol_versions(arm64_release / "bin")
+    wrong = [elf for elf in elf_files(arm64_release / "bin") if _arch_of(elf) != EM_AARCH64]
     assert not wrong, f"not aarch64: {wrong}"
-    newest, needs = (0, 0), {}
-    for elf in elves:
-        dump = subprocess.run(["objdump", "-T", str(elf)], capture_output=True, text=True)
-        assert dump.returncode == 0, f"objdump -T {elf}: {dump.stderr}"
-        versions = [tuple(map(int, v.split("."))) for v in re.findall(r"GLIBC_(\d+\.\d+(?:\.\d+)?)", dump.stdout)]
-        if versions:
-            needs[elf.name] = max(versions)
-            newest = max(newest, needs[elf.name])
-    assert newest == GLIBC_NEWEST["arm64"], needs
-    readme = (ROOT / "README.md").read_text()
-    assert re.search(r"arm64.*glibc 2\.29", readme), "README's supported-nodes section must state arm64's floor"
+    assert max(newest.values()) <= GLIBC_FLOOR, newest
+    assert max(newest.values()) == readme_glibc_symbol("arm64"), newest
 
 
 def test_install_refuses_the_arm64_archive_on_this_amd64_node(arm64_release, tmp_path):
     if os.uname().machine != "x86_64":
         pytest.skip("this machine is not amd64")
-    prefix = tmp_path / "cni-bin"
-    for extra in ([], ["--dry-run"], ["--k3s"]):
-        p = run([arm64_release / "scripts" / "install.sh", "--prefix", prefix, *extra],
-                plain_env(PYCNI_K3S_DIR=str(tmp_path / "k3s")))
-        assert p.returncode == 1 and p.stdout == b"", (extra, p.stdout, p.stderr)
+    prefix, k3s = tmp_path / "cni-bin", tmp_path / "k3s"
+    k3s.mkdir()
+    for args in (["--prefix", prefix], ["--prefix", prefix, "--dry-run"], ["--k3s"]):
+        p = run([arm64_release / "scripts" / "install.sh", *args], plain_env(PYCNI_K3S_DIR=str(k3s)))
+        assert p.returncode == 1 and p.stdout == b"", (args, p.stdout, p.stderr)
         assert p.stderr.decode().strip() == (
             "install.sh: this release is built for linux-arm64, but this node is x86_64 (linux-amd64): "
-            "nothing was installed; use the pycni-linux-amd64 archive of this version"), extra
-    assert not prefix.exists() and not (tmp_path / "k3s").exists()
+            "nothing was installed; use the pycni-linux-amd64 archive of this version"), args
+    assert not prefix.exists() and list(k3s.iterdir()) == []
 
 
 def test_every_plugin_answers_version_and_about_text(arm64_release, arm64_prefix):

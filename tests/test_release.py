@@ -191,19 +191,35 @@ def elf_files(directory: Path) -> list[Path]:
     return found
 
 
-def test_no_elf_file_needs_a_glibc_newer_than_2_31(release):
+def glibc_symbol_versions(directory: Path) -> dict[str, tuple[int, ...]]:
+    """ELF file (relative to `directory`) -> the newest GLIBC_x.y symbol version it asks for (objdump -T)."""
     if shutil.which("objdump") is None:
         pytest.fail("objdump (binutils) is needed for this check")
-    elves = elf_files(release.bin)
+    elves = elf_files(directory)
     assert len(elves) >= 5 and any(p.name == "pycni" for p in elves)
-    too_new = {}
+    newest = {}
     for elf in elves:
-        dump = subprocess.run(["objdump", "-T", str(elf)], capture_output=True, text=True, check=True).stdout
-        versions = {tuple(map(int, v.split("."))) for v in re.findall(r"GLIBC_(\d+\.\d+(?:\.\d+)?)", dump)}
-        newer = sorted(v for v in versions if v[:2] > GLIBC_FLOOR)
-        if newer:
-            too_new[str(elf.relative_to(release.bin))] = newer
+        dump = subprocess.run(["objdump", "-T", str(elf)], capture_output=True, text=True)
+        assert dump.returncode == 0, f"objdump -T {elf}: {dump.stderr}"
+        versions = [tuple(map(int, v.split("."))) for v in re.findall(r"GLIBC_(\d+\.\d+(?:\.\d+)?)", dump.stdout)]
+        if versions:
+            newest[str(elf.relative_to(directory))] = max(versions)
+    return newest
+
+
+def readme_glibc_symbol(arch: str) -> tuple[int, ...]:
+    """The newest glibc symbol version README's supported-nodes table states for an archive."""
+    row = re.search(rf"^\| `pycni-linux-{arch}-<v>\.tgz` \|.*?\| GLIBC_(\d+\.\d+) \|", (ROOT / "README.md").read_text(),
+                    re.M)
+    assert row, f"README's supported-nodes table has no GLIBC_x.y for {arch}"
+    return tuple(map(int, row.group(1).split(".")))
+
+
+def test_no_elf_file_needs_a_glibc_newer_than_2_31_and_readme_states_the_newest(release):
+    newest = glibc_symbol_versions(release.bin)
+    too_new = {elf: v for elf, v in newest.items() if v[:2] > GLIBC_FLOOR}
     assert not too_new, f"symbol versions above glibc {GLIBC_FLOOR}: {too_new}"
+    assert max(newest.values()) == readme_glibc_symbol(_arch()), newest
 
 
 def test_setns_helper_is_built_and_ctypes_left_out(release):
