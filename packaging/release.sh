@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ./build.sh release: dist/pycni-linux-<arch>-<version>.tgz (+ .sha256, .sha512), frozen inside a
-# Debian 11 (bullseye) root of that architecture, so the binaries need glibc 2.31 (amd64) or
-# 2.29 (arm64: libm's exp/pow@GLIBC_2.29, which libpython3.9 uses) at most.
+# Debian 11 (bullseye) root of that architecture, so the binaries need glibc 2.31 at most (the
+# newest symbol version they ask for is GLIBC_2.29, libm's exp/pow that libpython3.9 uses).
 #
 #   packaging/release.sh [--arch A]       build (reusing the cached root and venv), then verify in the root
 #   packaging/release.sh [--arch A] root  only make sure the cached root exists (used by tests)
@@ -88,7 +88,7 @@ in_root() {
     ' in_root "$CHROOT" "$@"
 }
 
-apt_install() {  # PACKAGE...: the ones whose command is missing
+apt_install() {  # PACKAGE...
     log "apt-get install $*"
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null; then
         apt-get update -q >/dev/null
