@@ -66,8 +66,9 @@ UNDER_EMULATION_NOT_TESTED = {
     "test_release.py's Debian 11 container test (chroot with the node's plugin dir mounted)":
         "the same binaries already run inside the arm64 Debian 11 root in the build's own verify step",
     "netfilter/generic/sock-diag netlink":
-        "qemu-user answers 'Protocol not supported' for every netlink family but route; the plugins "
-        "use route netlink only and reach iptables/nft through the (host's) programs",
+        "qemu-user answers 'Protocol not supported' for every netlink family but route: portmap's flush "
+        "of UDP conntrack entries (ctnetlink) cannot run emulated; everything else uses route netlink and "
+        "reaches iptables/nft through the (host's) programs",
     "setns into a mount namespace":
         "not emulated by qemu-user; no plugin does it (only network namespaces)",
     "ipvlan, 802.1q vlan, dummy links":
