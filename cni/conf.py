@@ -189,11 +189,12 @@ class NetConf(Record):
 
     # ---- conventions shared by several plugins ---------------------------------
 
-    def require_prev_result(self) -> Result:
-        """A chained plugin's input: the previous plugin's result (code 7 when missing)."""
+    def require_prev_result(self, message: str = "required prevResult missing",
+                            details: str = "this plugin must be called as a chained plugin") -> Result:
+        """A chained plugin's input: the previous plugin's result (code 7 when missing); a plugin
+        whose reference words the error otherwise passes its own `message` and `details`."""
         if self.prev_result is None:
-            raise CNIError(INVALID_NETWORK_CONFIG, "required prevResult missing",
-                           "this plugin must be called as a chained plugin")
+            raise CNIError(INVALID_NETWORK_CONFIG, message, details)
         return self.prev_result
 
     def cni_args(self) -> Fields:

@@ -270,11 +270,15 @@ class Result(Record):
     def copy(self) -> "Result":
         return Result.from_dict(self.to_dict(versions.CURRENT), versions.CURRENT).with_version(self.cni_version)
 
-    def ips_of(self, ifname: str) -> list[IPConfig]:
-        """The addresses of interface `ifname`: those naming it, and those naming no interface."""
+    def ips_of(self, ifname: str, *, in_sandbox: bool = False) -> list[IPConfig]:
+        """The addresses of interface `ifname`: those naming it, and those naming no interface;
+        `in_sandbox` also drops those of an interface without a sandbox (a host-side one)."""
+        def named(index: int) -> bool:
+            iface = self.interfaces[index]
+            return iface.name == ifname and (bool(iface.sandbox) or not in_sandbox)
+
         return [ip for ip in self.ips
-                if ip.interface is None or ip.interface >= len(self.interfaces)
-                or self.interfaces[ip.interface].name == ifname]
+                if ip.interface is None or ip.interface >= len(self.interfaces) or named(ip.interface)]
 
     def with_version(self, cni_version: str) -> "Result":
         self.cni_version = cni_version

@@ -150,28 +150,17 @@ class PortmapConf(NetConf):
     def conditions(self, family: int) -> list[str]:
         return self.conditions_v6 if family == 6 else self.conditions_v4
 
-    def require_prev_result(self) -> Result:
-        if self.prev_result is None:
-            raise invalid_config("must be called as chained plugin", "portmap needs a prevResult")
-        return self.prev_result
+    def require_prev_result(self, message: str = "must be called as chained plugin",
+                            details: str = "portmap needs a prevResult") -> Result:
+        return super().require_prev_result(message, details)
 
 
 def container_addresses(prev: Result, ifname: str) -> dict[int, IPInterface]:
-    """The first address of each family on the container's interface `ifname`.
-
-    Addresses of interfaces known not to be in the sandbox, or named otherwise,
-    are skipped; an address without an interface index counts.
-    """
+    """The first address of each family on the container's interface `ifname` (an address
+    naming no interface counts; one of a host-side interface does not)."""
     found: dict[int, IPInterface] = {}
-    for ip in prev.ips:
-        if ip.family in found:
-            continue
-        index = ip.interface
-        if index is not None and 0 <= index < len(prev.interfaces):
-            iface = prev.interfaces[index]
-            if iface.name != ifname or not iface.sandbox:
-                continue
-        found[ip.family] = ip.address
+    for ip in prev.ips_of(ifname, in_sandbox=True):
+        found.setdefault(ip.family, ip.address)
     return found
 
 
