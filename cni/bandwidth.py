@@ -22,10 +22,8 @@ identical qdiscs.
 """
 from __future__ import annotations
 
-import errno
-
 from .errors import INTERNAL, CNIError
-from .netlink import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT, Netlink, NetlinkError, make_handle
+from .netlink import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT, Netlink, make_handle
 from .record import Record
 
 LATENCY_USEC = 25_000.0  # the bucket's queue holds 25 ms worth of the rate, as in the reference
@@ -236,11 +234,7 @@ def teardown(network: str, container_id: str, host_names: list[str]) -> None:
         for index in sorted(hosts):
             remove_host_shaping(nl, index)
         if ifb is not None and ifb.kind == "ifb":
-            try:
-                nl.delete_link(ifb.index)
-            except NetlinkError as exc:
-                if exc.errno not in (errno.ENODEV, errno.ENOENT):
-                    raise
+            nl.delete_link(ifb.index, missing_ok=True)
 
 
 # ---- checking -----------------------------------------------------------------------------

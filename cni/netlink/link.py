@@ -460,8 +460,20 @@ class LinkOps:
             body += attr(IFLA_IFALIAS, alias.encode())
         self._ack(RTM_NEWLINK, 0, body, f"set link {index}")
 
-    def delete_link(self, index: int) -> None:
-        self._ack(RTM_DELLINK, 0, ifinfomsg(index), f"delete link {index}")
+    def delete_link(self, index: int, *, missing_ok: bool = False) -> None:
+        """Delete link `index`; with `missing_ok` one already gone is success (undo, DEL)."""
+        try:
+            self._ack(RTM_DELLINK, 0, ifinfomsg(index), f"delete link {index}")
+        except NetlinkError as exc:
+            if not (missing_ok and exc.gone):
+                raise
+
+    def delete_link_if_unused(self, index: int) -> None:
+        """Delete master link `index` (a bridge, a VRF) unless some link is still enslaved to it
+        (another ADD may have attached one meanwhile); gone is success."""
+        if any(link.master == index for link in self.links()):
+            return
+        self.delete_link(index, missing_ok=True)
 
     def wait_oper_up(self, index: int, timeout: float = 5.0) -> bool:
         """Wait until the link's operstate is "up"; False after `timeout` seconds.

@@ -180,7 +180,7 @@ def ensure_bridge(host, conf: BridgeConf, undo):
     if link is None:
         raise CNIError(INTERNAL, f'bridge "{conf.bridge}" vanished while being set up')
     if created:
-        undo.push(lambda: _delete_bridge_if_unused(host, link.index), f'delete bridge "{conf.bridge}"', stage="bridge")
+        undo.push(lambda: host.delete_link_if_unused(link.index), f'delete bridge "{conf.bridge}"', stage="bridge")
     if link.kind != "bridge":
         raise CNIError(INTERNAL, f'"{conf.bridge}" already exists but is not a bridge')
     # The plugin owns the bridge's routes: router advertisements must not add any.
@@ -315,19 +315,6 @@ def _delete_container_end(call: Call) -> None:
     from cni.link import delete_link_if_present
 
     delete_link_if_present(call.netns, call.ifname)
-
-
-def _delete_bridge_if_unused(host, index: int) -> None:
-    """Undo for a bridge this ADD created, unless another ADD has attached a port meanwhile."""
-    from cni.netlink import NetlinkError
-
-    if any(link.master == index for link in host.links()):
-        return
-    try:
-        host.delete_link(index)
-    except NetlinkError as exc:
-        if not exc.gone:
-            raise
 
 
 # ---- DEL ---------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def add(call: Call) -> Result:
         vrf = find_vrf(nl, conf.vrf_name)
         if vrf is None:
             vrf = create_vrf(nl, conf.vrf_name, conf.table or free_table(nl))
-            undo.push(lambda: delete_quietly(nl, vrf.index), f'delete vrf "{conf.vrf_name}"', stage="vrf")
+            undo.push(lambda: nl.delete_link(vrf.index, missing_ok=True), f'delete vrf "{conf.vrf_name}"', stage="vrf")
         elif conf.table and vrf.info.get("table") != conf.table:
             raise invalid_config(f'VRF "{conf.vrf_name}" already exists with routing table {vrf.info.get("table")}',
                                  f"configured table: {conf.table}")
@@ -110,7 +110,7 @@ def create_vrf(nl: Netlink, name: str, table: int) -> Link:
     try:
         nl.set_link(vrf.index, up=True)
     except NetlinkError as exc:
-        delete_quietly(nl, vrf.index)
+        nl.delete_link(vrf.index, missing_ok=True)
         raise CNIError(INTERNAL, f'could not set VRF "{name}" up: {exc}') from None
     return vrf
 
@@ -147,14 +147,6 @@ def release(nl: Netlink, index: int, dropped: Dropped) -> None:
     restore(nl, index, dropped, RT_TABLE_MAIN)
 
 
-def delete_quietly(nl: Netlink, index: int) -> None:
-    try:
-        nl.delete_link(index)
-    except NetlinkError as exc:
-        if not exc.gone:
-            raise
-
-
 def delete(call: Call) -> None:
     conf = VrfConf.load(call)
     if not call.netns:
@@ -171,8 +163,7 @@ def delete(call: Call) -> None:
                 except NetlinkError as exc:
                     if not exc.gone:
                         raise CNIError(INTERNAL, f'could not release "{call.ifname}" from VRF: {exc}') from None
-            if not any(other.master == vrf.index for other in nl.links()):
-                delete_quietly(nl, vrf.index)
+            nl.delete_link_if_unused(vrf.index)
     except (NetnsNotFound, NotANetns):
         return
 
