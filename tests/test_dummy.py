@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import has_link_kind, is_root
+from link_env import global_addrs, reservations, run_plugin
 
 pytestmark = [
     pytest.mark.needs_kernel_links,
@@ -30,19 +31,7 @@ def make_conf(version: str, data_dir, *, dual: bool = True, **extra) -> dict:
 
 
 def run(plugins, command, conf, ctr, host_ns, **kw):
-    kw.setdefault("cni_path", str(plugins.directory))
-    netns = ctr.path if ctr else "/run/netns/pycni-gone"
-    return plugins.run("dummy", command, conf, netns=netns, in_netns=host_ns.path, timeout=300, **kw)
-
-
-def reservations(data_dir) -> list[str]:
-    d = data_dir / NAME
-    return sorted(p.name for p in d.iterdir() if "." in p.name[:-2] or ":" in p.name) if d.exists() else []
-
-
-def global_addrs(ns, ifname="eth0") -> list[str]:
-    return sorted(f"{a['local']}/{a['prefixlen']}" for e in ns.ip_json("addr", "show", "dev", ifname)
-                  for a in e.get("addr_info", []) if a.get("scope") == "global")
+    return run_plugin(plugins, "dummy", command, conf, ctr, host_ns, timeout=300, **kw)
 
 
 def test_add_check_del_each_result_shape(frozen_plugins, host_ns, make_netns, data_dir):
@@ -64,7 +53,7 @@ def test_add_check_del_each_result_shape(frozen_plugins, host_ns, make_netns, da
         if version not in ("0.1.0", "0.2.0", "0.3.0", "0.3.1"):
             run(frozen_plugins, "CHECK", dict(conf, prevResult=out), ctr, host_ns).ok()
         run(frozen_plugins, "DEL", conf, ctr, host_ns).ok()
-        assert ctr.links() == ["lo"] and reservations(data_dir / version) == []
+        assert ctr.links() == ["lo"] and reservations(data_dir / version, NAME) == []
         run(frozen_plugins, "DEL", conf, ctr, host_ns).ok()
         ctr.remove()
 
@@ -83,7 +72,7 @@ def test_mtu_check_drift_and_del_when_gone(frozen_plugins, host_ns, make_netns, 
     ctr.remove()
     run(frozen_plugins, "DEL", conf, ctr, host_ns).ok()  # the netns is gone
     run(frozen_plugins, "DEL", conf, None, host_ns).ok()  # containerd: no CNI_NETNS
-    assert reservations(data_dir) == []
+    assert reservations(data_dir, NAME) == []
 
 
 @pytest.mark.parametrize("extra, text", [
@@ -94,7 +83,7 @@ def test_mtu_check_drift_and_del_when_gone(frozen_plugins, host_ns, make_netns, 
 def test_bad_config_fails_and_leaves_nothing(frozen_plugins, host_ns, container_ns, data_dir, extra, text):
     out = run(frozen_plugins, "ADD", make_conf("1.0.0", data_dir, **extra), container_ns, host_ns)
     assert out.status == 1 and text in out.json["msg"], out.out
-    assert container_ns.links() == ["lo"] and reservations(data_dir) == []
+    assert container_ns.links() == ["lo"] and reservations(data_dir, NAME) == []
 
 
 def test_failed_ipam_or_taken_name_leaves_nothing(frozen_plugins, host_ns, container_ns, data_dir):
@@ -102,8 +91,8 @@ def test_failed_ipam_or_taken_name_leaves_nothing(frozen_plugins, host_ns, conta
     bad["ipam"]["routes"] = [{"dst": "10.99.0.0/16", "gw": "192.0.2.1"}]
     out = run(frozen_plugins, "ADD", bad, container_ns, host_ns)
     assert out.status == 1 and "route" in out.json["msg"], out.out
-    assert container_ns.links() == ["lo"] and reservations(data_dir) == []
+    assert container_ns.links() == ["lo"] and reservations(data_dir, NAME) == []
     container_ns.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "x0")
     out = run(frozen_plugins, "ADD", make_conf("1.0.0", data_dir), container_ns, host_ns)
     assert out.status == 1 and "already exists" in out.json["msg"], out.out
-    assert reservations(data_dir) == []
+    assert reservations(data_dir, NAME) == []

@@ -7,11 +7,11 @@ Needs a kernel with ipvlan; elsewhere these tests skip. Run them for real with
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from conftest import has_link_kind, is_root
+from link_env import compared_addrs, global_addrs, mask, reservations, run_plugin
 
 pytestmark = [
     pytest.mark.needs_kernel_links,
@@ -58,19 +58,7 @@ def lan(host_ns):
 
 
 def run(plugins, command, conf, ctr, host_ns, **kw):
-    kw.setdefault("cni_path", str(plugins.directory))
-    netns = ctr.path if ctr else "/run/netns/pycni-gone"
-    return plugins.run("ipvlan", command, conf, netns=netns, in_netns=host_ns.path, timeout=300, **kw)
-
-
-def reservations(data_dir) -> list[str]:
-    d = data_dir / NAME
-    return sorted(p.name for p in d.iterdir() if "." in p.name[:-2] or ":" in p.name) if d.exists() else []
-
-
-def global_addrs(ns, ifname="eth0") -> list[str]:
-    return sorted(f"{a['local']}/{a['prefixlen']}" for e in ns.ip_json("addr", "show", "dev", ifname)
-                  for a in e.get("addr_info", []) if a.get("scope") == "global")
+    return run_plugin(plugins, "ipvlan", command, conf, ctr, host_ns, timeout=300, **kw)
 
 
 def ping(ns, address: str) -> None:
@@ -81,7 +69,7 @@ def assert_nothing_left(ctr, host_ns, data_dir, host_links_before):
     if ctr is not None:
         assert ctr.links() == ["lo"], ctr.links()
     assert host_ns.links() == host_links_before
-    assert reservations(data_dir) == []
+    assert reservations(data_dir, NAME) == []
 
 
 # ---- the lifecycle, every version ---------------------------------------------------------
@@ -110,7 +98,7 @@ def test_add_check_del_each_result_shape(plugins, lan, make_netns, data_dir):
             run(plugins, "CHECK", dict(conf, prevResult=out), ctr, lan).ok()
         run(plugins, "DEL", conf, ctr, lan).ok()
         assert ctr.links() == ["lo"]
-        assert reservations(data_dir / version) == []
+        assert reservations(data_dir / version, NAME) == []
         run(plugins, "DEL", conf, ctr, lan).ok()
         ctr.remove()
 
@@ -225,7 +213,7 @@ def test_del_succeeds_when_things_are_gone(plugins, lan, make_netns, data_dir):
     lan.run("ip", "link", "del", MASTER)
     run(plugins, "DEL", conf, ctr, lan, containerid="m").ok()
     assert ctr.links() == ["lo"]
-    assert reservations(data_dir) == []
+    assert reservations(data_dir, NAME) == []
 
 
 def test_check_notices_drift(plugins, lan, container_ns, data_dir):
@@ -243,17 +231,12 @@ def test_check_notices_drift(plugins, lan, container_ns, data_dir):
 
 def netns_state(ns) -> dict:
     link = ns.link("eth0")
-    addrs = sorted((a["family"], a["local"], a["prefixlen"], a.get("scope")) for e in ns.ip_json("addr", "show", "dev", "eth0")
-                   for a in e["addr_info"] if a.get("scope") != "link")
+    addrs = compared_addrs(ns)
     routes = sorted(json.dumps(r, sort_keys=True) for fam in ("-4", "-6")
                     for r in ns.ip_json(fam, "route", "show", "table", "main"))
     return {"kind": link["linkinfo"]["info_kind"], "mode": link["linkinfo"]["info_data"]["mode"],
             "mtu": link["mtu"], "txqlen": link.get("txqlen"), "flags": sorted(link["flags"]),
             "addrs": addrs, "routes": routes}
-
-
-def mask(result: dict) -> dict:
-    return json.loads(re.sub(r'"sandbox": "[^"]+"', '"sandbox": "NETNS"', json.dumps(result, sort_keys=True)))
 
 
 def test_same_as_go(frozen_plugins, go_plugins, lan, make_netns, tmp_path):
@@ -262,7 +245,7 @@ def test_same_as_go(frozen_plugins, go_plugins, lan, make_netns, tmp_path):
         for plugins in (frozen_plugins, go_plugins):
             ctr = make_netns("pycni-ctr")
             conf = make_conf(version, tmp_path / f"{plugins.kind}-{version}", mtu=1400)
-            results.append(mask(run(plugins, "ADD", conf, ctr, lan).ok().json))
+            results.append(mask(run(plugins, "ADD", conf, ctr, lan).ok().json, mac=False))
             states.append(netns_state(ctr))
             run(plugins, "DEL", conf, ctr, lan).ok()
             ctr.remove()

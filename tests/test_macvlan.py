@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from conftest import ALL_VERSIONS, GO_VERSIONS, needs_root
+from link_env import compared_addrs, global_addrs, mask, reservations, run_plugin
 
 pytestmark = needs_root
 
@@ -37,28 +37,14 @@ def lan(host_ns):
 
 
 def run(plugins, command, conf, ctr, host_ns, **kw):
-    kw.setdefault("cni_path", str(plugins.directory))
-    return plugins.run("macvlan", command, conf, netns=ctr.path if ctr else "/run/netns/pycni-gone", in_netns=host_ns.path, **kw)
-
-
-def reservations(data_dir) -> list[str]:
-    d = data_dir / NAME
-    return sorted(p.name for p in d.iterdir() if re.match(r"^[0-9a-f.:]+$", p.name) and ("." in p.name or ":" in p.name)) \
-        if d.exists() else []
-
-
-def global_addrs(ns, ifname="eth0") -> list[str]:
-    out = []
-    for entry in ns.ip_json("addr", "show", "dev", ifname):
-        out += [f"{a['local']}/{a['prefixlen']}" for a in entry.get("addr_info", []) if a.get("scope") == "global"]
-    return sorted(out)
+    return run_plugin(plugins, "macvlan", command, conf, ctr, host_ns, **kw)
 
 
 def assert_nothing_left(ctr, host_ns, data_dir, host_links_before):
     if ctr is not None:
         assert ctr.links() == ["lo"], ctr.links()
     assert host_ns.links() == host_links_before
-    assert reservations(data_dir) == []
+    assert reservations(data_dir, NAME) == []
 
 
 # ---- the lifecycle, every version ---------------------------------------------------------
@@ -92,7 +78,7 @@ def test_add_check_del_every_version(plugins, lan, make_netns, data_dir):
             run(plugins, "CHECK", dict(conf, prevResult=out), ctr, lan).ok()
         run(plugins, "DEL", conf, ctr, lan).ok()
         assert ctr.links() == ["lo"]
-        assert reservations(data_dir / version) == []
+        assert reservations(data_dir / version, NAME) == []
         run(plugins, "DEL", conf, ctr, lan).ok()  # twice: still success
         ctr.remove()
 
@@ -225,7 +211,7 @@ def test_failures_at_every_step_leave_nothing(plugins, lan, make_netns, data_dir
     ctr.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
     out = run(plugins, "ADD", make_conf("1.0.0", data_dir), ctr, lan)
     assert out.status == 1 and "already exists" in out.json["msg"], out.out
-    assert sorted(ctr.links()) == ["eth0", "eth0peer", "lo"] and reservations(data_dir) == []
+    assert sorted(ctr.links()) == ["eth0", "eth0peer", "lo"] and reservations(data_dir, NAME) == []
     # The netns is gone.
     out = run(plugins, "ADD", make_conf("1.0.0", data_dir), None, lan)
     assert out.status == 1 and "netns" in out.json["msg"], out.out
@@ -249,7 +235,7 @@ def test_del_succeeds_when_things_are_gone(plugins, lan, make_netns, data_dir):
     lan.run("ip", "link", "del", MASTER)
     run(plugins, "DEL", conf, ctr, lan, containerid="m").ok()
     assert ctr.links() == ["lo"]
-    assert reservations(data_dir) == []
+    assert reservations(data_dir, NAME) == []
 
 
 def test_check_notices_drift(plugins, lan, container_ns, data_dir):
@@ -279,20 +265,13 @@ def test_status_reports_a_missing_master(plugins, lan):
 def netns_state(ns) -> dict:
     """What a container sees, with MACs and kernel-chosen link-local addresses masked."""
     link = ns.link("eth0")
-    addrs = [(a["family"], a["local"], a["prefixlen"], a.get("scope")) for e in ns.ip_json("addr", "show", "dev", "eth0")
-             for a in e["addr_info"] if a.get("scope") != "link"]
+    addrs = compared_addrs(ns)
     routes = [{k: v for k, v in r.items() if k != "expires"} for fam in ("-4", "-6")
               for r in ns.ip_json(fam, "route", "show", "table", "all") if r.get("table") != "local"]
     return {"kind": link["linkinfo"]["info_kind"], "mode": link["linkinfo"]["info_data"]["mode"],
             "mtu": link["mtu"], "txqlen": link.get("txqlen"), "flags": sorted(link["flags"]),
-            "addrs": sorted(addrs), "routes": sorted(json.dumps(r, sort_keys=True) for r in routes),
+            "addrs": addrs, "routes": sorted(json.dumps(r, sort_keys=True) for r in routes),
             "arp_notify": ns.run("sysctl", "-n", "net.ipv4.conf.eth0.arp_notify").stdout.strip()}
-
-
-def mask(result: dict) -> dict:
-    text = re.sub(r'"mac": "[0-9a-f:]+"', '"mac": "MAC"', json.dumps(result, sort_keys=True))
-    text = re.sub(r'"sandbox": "[^"]+"', '"sandbox": "NETNS"', text)
-    return json.loads(text)
 
 
 def test_same_as_go(source_plugins, go_plugins, lan, make_netns, tmp_path):

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from conftest import ALL_VERSIONS, GO_VERSIONS, needs_root
+from link_env import compared_addrs, global_addrs, reservations, run_plugin
 
 pytestmark = needs_root
 
@@ -26,14 +27,7 @@ def make_conf(version: str, data_dir, *, dual: bool = True, **extra) -> dict:
 
 
 def run(plugins, command, conf, ctr, host_ns, **kw):
-    kw.setdefault("cni_path", str(plugins.directory))
-    netns = ctr.path if ctr else "/run/netns/pycni-gone"
-    return plugins.run("ptp", command, conf, netns=netns, in_netns=host_ns.path, **kw)
-
-
-def reservations(data_dir) -> list[str]:
-    d = data_dir / NAME
-    return sorted(p.name for p in d.iterdir() if "." in p.name[:-2] or ":" in p.name) if d.exists() else []
+    return run_plugin(plugins, "ptp", command, conf, ctr, host_ns, **kw)
 
 
 def ping(ns, address: str) -> None:
@@ -59,7 +53,7 @@ def assert_nothing_left(ctr, host_ns, data_dir):
     if ctr is not None:
         assert ctr.links() == ["lo"], ctr.links()
     assert host_veths(host_ns) == []
-    assert reservations(data_dir) == []
+    assert reservations(data_dir, NAME) == []
     assert masq_rules(host_ns) == []
 
 
@@ -76,9 +70,7 @@ def test_add_check_del_every_version(plugins, host_ns, make_netns, data_dir):
         assert re.fullmatch(r"veth[0-9a-f]{8}", veth)
         assert ctr.link("eth0")["mtu"] == 1400 == host_ns.link(veth)["mtu"]
         # Point to point: the host end holds the gateways, the container reaches its subnet via them.
-        host_addrs = sorted(f"{a['local']}/{a['prefixlen']}" for e in host_ns.ip_json("addr", "show", "dev", veth)
-                            for a in e["addr_info"] if a["scope"] == "global")
-        assert host_addrs == ["10.66.0.1/32", "fd66::1/128"]
+        assert global_addrs(host_ns, veth) == ["10.66.0.1/32", "fd66::1/128"]
         assert host_ns.ip_json("route", "show", "10.66.0.2/32")[0]["dev"] == veth
         assert host_ns.ip_json("-6", "route", "show", "fd66::2/128")[0]["dev"] == veth
         subnet = ctr.ip_json("route", "show", V4_SUBNET)
@@ -206,10 +198,6 @@ def netns_state(host_ns, ctr) -> dict:
     """Both ends as `ip` shows them, with MACs, veth names and link-local addresses masked."""
     [veth] = host_veths(host_ns)
 
-    def addrs(ns, dev):
-        return sorted((a["family"], a["local"], a["prefixlen"], a["scope"])
-                      for e in ns.ip_json("addr", "show", "dev", dev) for a in e["addr_info"] if a["scope"] != "link")
-
     def routes(ns):
         found = [r for fam in ("-4", "-6") for r in ns.ip_json(fam, "route", "show", "table", "main")]
         return sorted(json.dumps(r, sort_keys=True).replace(veth, "VETH") for r in found)
@@ -219,8 +207,8 @@ def netns_state(host_ns, ctr) -> dict:
         return {"kind": l["linkinfo"]["info_kind"], "mtu": l["mtu"], "txqlen": l.get("txqlen"),
                 "flags": sorted(l["flags"])}
 
-    return {"host_addrs": addrs(host_ns, veth), "host_routes": routes(host_ns), "host_link": link(host_ns, veth),
-            "ctr_addrs": addrs(ctr, "eth0"), "ctr_routes": routes(ctr), "ctr_link": link(ctr, "eth0"),
+    return {"host_addrs": compared_addrs(host_ns, veth), "host_routes": routes(host_ns), "host_link": link(host_ns, veth),
+            "ctr_addrs": compared_addrs(ctr, "eth0"), "ctr_routes": routes(ctr), "ctr_link": link(ctr, "eth0"),
             "forwarding": host_ns.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip(),
             "masq": sorted(re.sub(r"CNI-[0-9a-f]+", "CHAIN", l) for l in masq_rules(host_ns))}
 

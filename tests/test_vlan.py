@@ -6,11 +6,11 @@ Needs a kernel with 802.1q links; elsewhere these tests skip. Run them for real 
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from conftest import has_link_kind, is_root
+from link_env import compared_addrs, global_addrs, mask, reservations, run_plugin
 
 pytestmark = [
     pytest.mark.needs_kernel_links,
@@ -59,19 +59,7 @@ def far_end(trunk, make_netns):
 
 
 def run(plugins, command, conf, ctr, host_ns, **kw):
-    kw.setdefault("cni_path", str(plugins.directory))
-    netns = ctr.path if ctr else "/run/netns/pycni-gone"
-    return plugins.run("vlan", command, conf, netns=netns, in_netns=host_ns.path, timeout=300, **kw)
-
-
-def reservations(data_dir) -> list[str]:
-    d = data_dir / NAME
-    return sorted(p.name for p in d.iterdir() if "." in p.name[:-2] or ":" in p.name) if d.exists() else []
-
-
-def global_addrs(ns, ifname="eth0") -> list[str]:
-    return sorted(f"{a['local']}/{a['prefixlen']}" for e in ns.ip_json("addr", "show", "dev", ifname)
-                  for a in e.get("addr_info", []) if a.get("scope") == "global")
+    return run_plugin(plugins, "vlan", command, conf, ctr, host_ns, timeout=300, **kw)
 
 
 def test_add_check_del_each_result_shape(frozen_plugins, trunk, make_netns, data_dir):
@@ -96,7 +84,7 @@ def test_add_check_del_each_result_shape(frozen_plugins, trunk, make_netns, data
             run(frozen_plugins, "CHECK", dict(conf, prevResult=out), ctr, trunk).ok()
         run(frozen_plugins, "DEL", conf, ctr, trunk).ok()
         assert ctr.links() == ["lo"]
-        assert reservations(data_dir / version) == []
+        assert reservations(data_dir / version, NAME) == []
         run(frozen_plugins, "DEL", conf, ctr, trunk).ok()
         ctr.remove()
 
@@ -140,7 +128,7 @@ def test_invalid_config_is_code_7_and_leaves_nothing(frozen_plugins, trunk, cont
     before = trunk.links()
     out = run(frozen_plugins, "ADD", make_conf("1.0.0", data_dir, **extra), container_ns, trunk)
     assert out.status == 1 and out.json["code"] == 7 and text in out.json["msg"], out.out
-    assert container_ns.links() == ["lo"] and trunk.links() == before and reservations(data_dir) == []
+    assert container_ns.links() == ["lo"] and trunk.links() == before and reservations(data_dir, NAME) == []
 
 
 def test_failures_leave_nothing_and_del_forgives(frozen_plugins, trunk, make_netns, data_dir):
@@ -150,29 +138,23 @@ def test_failures_leave_nothing_and_del_forgives(frozen_plugins, trunk, make_net
     unreachable["ipam"]["routes"] = [{"dst": "10.99.0.0/16", "gw": "192.0.2.1"}]
     out = run(frozen_plugins, "ADD", unreachable, ctr, trunk)
     assert out.status == 1 and "route" in out.json["msg"], out.out
-    assert ctr.links() == ["lo"] and trunk.links() == before and reservations(data_dir) == []
+    assert ctr.links() == ["lo"] and trunk.links() == before and reservations(data_dir, NAME) == []
     conf = make_conf("1.0.0", data_dir, dual=False)
     run(frozen_plugins, "ADD", conf, ctr, trunk, containerid="m").ok()
     trunk.run("ip", "link", "del", MASTER)  # the master goes, and the vlan link with it
     run(frozen_plugins, "DEL", conf, ctr, trunk, containerid="m").ok()
     run(frozen_plugins, "DEL", conf, None, trunk, containerid="m").ok()
-    assert ctr.links() == ["lo"] and reservations(data_dir) == []
+    assert ctr.links() == ["lo"] and reservations(data_dir, NAME) == []
 
 
 def netns_state(ns) -> dict:
     link = ns.link("eth0")
-    addrs = sorted((a["family"], a["local"], a["prefixlen"], a.get("scope")) for e in ns.ip_json("addr", "show", "dev", "eth0")
-                   for a in e["addr_info"] if a.get("scope") != "link")
+    addrs = compared_addrs(ns)
     routes = sorted(json.dumps(r, sort_keys=True) for fam in ("-4", "-6")
                     for r in ns.ip_json(fam, "route", "show", "table", "main"))
     return {"kind": link["linkinfo"]["info_kind"], "data": link["linkinfo"]["info_data"],
             "mtu": link["mtu"], "txqlen": link.get("txqlen"), "flags": sorted(link["flags"]),
             "addrs": addrs, "routes": routes}
-
-
-def mask(result: dict) -> dict:
-    text = re.sub(r'"mac": "[0-9a-f:]+"', '"mac": "MAC"', json.dumps(result, sort_keys=True))
-    return json.loads(re.sub(r'"sandbox": "[^"]+"', '"sandbox": "NETNS"', text))
 
 
 def test_same_as_go(frozen_plugins, go_plugins, trunk, make_netns, tmp_path):
