@@ -38,13 +38,15 @@ def lease(conf: "NetConf", call: "Call", undo: "Rollback") -> Result:
     return result
 
 
-def lease_onto(conf: "NetConf", call: "Call", undo: "Rollback", link) -> Result:
+def lease_onto(conf: "NetConf", call: "Call", undo: "Rollback", link, result: Result | None = None) -> Result:
     """ADD's second half for a plugin that made one container link (`link`, a netlink Link):
     addresses leased (released again if ADD fails), put on the link with the routes, and
-    the result naming that link as interface 0."""
+    the result naming that link as interface 0. A given `result` (addresses a previous
+    plugin leased) is put on the link instead of leasing."""
     from .link import as_interface, configure_interface
 
-    result = lease(conf, call, undo)
+    if result is None:
+        result = lease(conf, call, undo)
     for ip in result.ips:
         ip.interface = 0
     configure_interface(call.netns, call.ifname, result, 0)

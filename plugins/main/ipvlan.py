@@ -14,11 +14,9 @@ from cni import ipam
 from cni.conf import Fields, NetConf
 from cni.errors import PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
 from cni.link import (
-    as_interface,
     check_interface_config,
     check_link,
     check_mtu_within_master,
-    configure_interface,
     container_interface_index,
     create_ipvlan,
     delete_link_if_present,
@@ -84,18 +82,11 @@ def add(call: Call) -> Result:
                              mtu=conf.mtu)
         undo.push(lambda: delete_link_if_present(call.netns, call.ifname), "delete the ipvlan", stage="link")
 
+        chained = None
         if conf.chained_addresses:
-            result = conf.prev_result.copy()
-            result.cni_version = call.cni_version
-        else:
-            result = ipam.lease(conf, call, undo)
-        for ip in result.ips:
-            ip.interface = 0
-        configure_interface(call.netns, call.ifname, result, 0)
-
-    result.interfaces = [as_interface(link, sandbox=call.netns)]
-    result.dns = conf.dns
-    return result
+            chained = conf.prev_result.copy()
+            chained.cni_version = call.cni_version
+        return ipam.lease_onto(conf, call, undo, link, chained)
 
 
 def delete(call: Call) -> None:
