@@ -16,6 +16,8 @@ from .types import DNS, Result
 if TYPE_CHECKING:
     from typing import Any
 
+    from .skel import Call
+
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _NAME_CHARS = _ALNUM | frozenset("_.-")
 
@@ -211,3 +213,15 @@ class NetConf(Record):
         if runtime.text("mac"):
             mac = runtime.text("mac")
         return parse_mac(mac) if mac else ""
+
+
+class MasterLinkConf(NetConf):
+    """Keys of a plugin that makes the container's link on a master (macvlan, ipvlan, vlan)."""
+
+    master: str = ""  # the link to make the container's on; "": the plugin's default, where it has one
+    mtu: int = 0  # 0: the master's MTU
+    link_in_container: bool = False  # the master lives in the container netns
+
+    def master_in(self, call: Call) -> str:
+        """Where to look the master up: "" is the netns the plugin runs in (the host)."""
+        return call.netns if self.link_in_container else ""

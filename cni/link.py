@@ -11,7 +11,7 @@ import os
 
 from . import sysctl
 from .conf import same_mac
-from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
+from .errors import INTERNAL, INVALID_NETWORK_CONFIG, PLUGIN_NOT_AVAILABLE, CNIError
 from .netlink import Link, Netlink, NetlinkError
 from .netns import NetnsNotFound, NotANetns, entered, open_netns
 from .rollback import checkpoint
@@ -207,6 +207,15 @@ def find_master(name: str, netns: str = "") -> Link:
         where = f' in netns "{netns}"' if netns else ""
         raise CNIError(INVALID_NETWORK_CONFIG, f'master "{name}" not found{where}')
     return link
+
+
+def require_master_available(name: str) -> None:
+    """STATUS of a plugin that makes links on a master: that master (no name: the
+    default-route interface) exists here, else code 50, plugin not available."""
+    try:
+        find_master(name)
+    except CNIError as exc:
+        raise CNIError(PLUGIN_NOT_AVAILABLE, exc.msg, exc.details) from None
 
 
 def check_mtu_within_master(mtu: int, master: Link) -> None:

@@ -11,8 +11,8 @@ configuration with the previous result.
 from __future__ import annotations
 
 from cni import ipam
-from cni.conf import Fields, NetConf
-from cni.errors import PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
+from cni.conf import Fields, MasterLinkConf
+from cni.errors import invalid_config
 from cni.link import (
     check_interface_config,
     check_link,
@@ -21,6 +21,7 @@ from cni.link import (
     create_ipvlan,
     delete_link_if_present,
     find_master,
+    require_master_available,
 )
 from cni.rollback import Rollback
 from cni.skel import Call, plugin
@@ -29,11 +30,8 @@ from cni.types import Result
 MODES = ("l2", "l3", "l3s")
 
 
-class IpvlanConf(NetConf):
-    master: str = ""  # empty: the single interface of prevResult when chained, else the default-route interface
+class IpvlanConf(MasterLinkConf):
     mode: str = "l2"
-    mtu: int = 0  # 0: the master's MTU
-    link_in_container: bool = False  # the master lives in the container netns
 
     @classmethod
     def load(cls, call: Call, *, lenient: bool = False) -> "IpvlanConf":
@@ -64,10 +62,6 @@ class IpvlanConf(NetConf):
         if len(self.prev_result.interfaces) != 1 or len(named) != 1:
             raise invalid_config('chained ipvlan without "master": prevResult must have exactly one named interface')
         return named[0]
-
-    def master_in(self, call: Call) -> str:
-        """Where to look the master up: "" is the netns the plugin runs in (the host)."""
-        return call.netns if self.link_in_container else ""
 
 
 def add(call: Call) -> Result:
@@ -109,10 +103,7 @@ def check(call: Call) -> None:
 def status(call: Call) -> None:
     conf = IpvlanConf.load(call, lenient=True)
     if not conf.link_in_container and conf.prev_result is None:  # otherwise the master is known only at ADD
-        try:
-            find_master(conf.master)
-        except CNIError as exc:
-            raise CNIError(PLUGIN_NOT_AVAILABLE, exc.msg, exc.details) from None
+        require_master_available(conf.master)
     ipam.status(conf, call)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 
 from cni import ipam
-from cni.conf import Fields, NetConf, parse_mac
-from cni.errors import INCOMPATIBLE_VERSION, PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
+from cni.conf import Fields, MasterLinkConf, parse_mac
+from cni.errors import INCOMPATIBLE_VERSION, CNIError, invalid_config
 from cni.link import (
     announce_address_changes,
     as_interface,
@@ -23,6 +23,7 @@ from cni.link import (
     create_macvlan,
     delete_link_if_present,
     find_master,
+    require_master_available,
     set_link_up,
 )
 from cni.rollback import Rollback
@@ -32,12 +33,9 @@ from cni.types import LEGACY, Result
 MODES = ("bridge", "private", "vepa", "passthru")
 
 
-class MacvlanConf(NetConf):
-    master: str = ""  # empty: the interface of the first default route
+class MacvlanConf(MasterLinkConf):
     mode: str = "bridge"
-    mtu: int = 0  # 0: the master's MTU
     mac: str = ""
-    link_in_container: bool = False  # the master lives in the container netns
     bcqueuelen: int | None = None
 
     @classmethod
@@ -58,10 +56,6 @@ class MacvlanConf(NetConf):
         conf.mac = conf.requested_mac(call.cni_args(("MAC",)).get("MAC", "")) or \
             (parse_mac(f.text("mac")) if f.text("mac") else "")
         return conf
-
-    def master_in(self, call: Call) -> str:
-        """Where to look the master up: "" is the netns the plugin runs in (the host)."""
-        return call.netns if self.link_in_container else ""
 
 
 def add(call: Call) -> Result:
@@ -113,10 +107,7 @@ def check(call: Call) -> None:
 def status(call: Call) -> None:
     conf = MacvlanConf.load(call, lenient=True)
     if not conf.link_in_container:  # a container's master can only be looked at during ADD
-        try:
-            find_master(conf.master)
-        except CNIError as exc:
-            raise CNIError(PLUGIN_NOT_AVAILABLE, exc.msg, exc.details) from None
+        require_master_available(conf.master)
     ipam.status(conf, call)
 
 

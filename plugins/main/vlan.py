@@ -10,8 +10,8 @@ result.
 from __future__ import annotations
 
 from cni import ipam
-from cni.conf import Fields, NetConf
-from cni.errors import INTERNAL, PLUGIN_NOT_AVAILABLE, CNIError, invalid_config
+from cni.conf import Fields, MasterLinkConf
+from cni.errors import INTERNAL, CNIError, invalid_config
 from cni.link import (
     check_interface_config,
     check_link,
@@ -20,17 +20,15 @@ from cni.link import (
     create_vlan,
     delete_link_if_present,
     find_master,
+    require_master_available,
 )
 from cni.rollback import Rollback
 from cni.skel import Call, plugin
 from cni.types import Result
 
 
-class VlanConf(NetConf):
-    master: str = ""
+class VlanConf(MasterLinkConf):
     vlan_id: int = 0
-    mtu: int = 0  # 0: the master's MTU
-    link_in_container: bool = False  # the master lives in the container netns
 
     @classmethod
     def load(cls, call: Call, *, lenient: bool = False) -> "VlanConf":
@@ -48,10 +46,6 @@ class VlanConf(NetConf):
         if not conf.ipam_type:
             raise invalid_config("vlan needs an ipam configuration")
         return conf
-
-    def master_in(self, call: Call) -> str:
-        """Where to look the master up: "" is the netns the plugin runs in (the host)."""
-        return call.netns if self.link_in_container else ""
 
 
 def add(call: Call) -> Result:
@@ -89,10 +83,7 @@ def check(call: Call) -> None:
 def status(call: Call) -> None:
     conf = VlanConf.load(call, lenient=True)
     if conf.master and not conf.link_in_container:  # a container's master can only be looked at during ADD
-        try:
-            find_master(conf.master)
-        except CNIError as exc:
-            raise CNIError(PLUGIN_NOT_AVAILABLE, exc.msg, exc.details) from None
+        require_master_available(conf.master)
     ipam.status(conf, call)
 
 
