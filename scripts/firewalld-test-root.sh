@@ -7,7 +7,7 @@ set -eu
 dir=${1:?usage: $0 DIR}
 mkdir -p "$dir/debs"
 cd "$dir/debs"
-apt-get download firewalld python3-firewall python3-nftables python3-dbus python3-gi gir1.2-glib-2.0
+apt-get -o APT::Sandbox::User=root download firewalld python3-firewall python3-nftables python3-dbus python3-gi gir1.2-glib-2.0
 for deb in *.deb; do dpkg -x "$deb" "$dir"; done
 test -x /usr/bin/dbus-daemon && test -x /usr/bin/dbus-send || echo "also needed: dbus-daemon, dbus-send (Debian: dbus, dbus-bin)" >&2
 echo "firewalld unpacked into $dir: PYCNI_FIREWALLD_ROOT=$dir"
