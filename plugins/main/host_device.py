@@ -176,8 +176,7 @@ def delete(call: Call) -> None:
         # No netns (containerd's DEL): nothing to reach; a physical device comes back to the
         # root netns when the netns goes, a virtual one goes with it.
         return_link_to_host(call.netns, call.ifname, conf.device)
-    if conf.ipam_type:
-        ipam.delete(conf, call)
+    ipam.delete(conf, call)
 
 
 def check(call: Call) -> None:
@@ -198,15 +197,11 @@ def check(call: Call) -> None:
 
 
 def status(call: Call) -> None:
-    conf = HostDeviceConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.status(conf, call)
+    ipam.status(HostDeviceConf.load(call, lenient=True), call)
 
 
 def gc(call: Call) -> None:
-    conf = HostDeviceConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.gc(conf, call)
+    ipam.gc(HostDeviceConf.load(call, lenient=True), call)
 
 
 main = plugin("host-device", add=add, delete=delete, check=check, gc=gc, status=status)

@@ -116,8 +116,7 @@ def add(call: Call) -> Result:
 
 def delete(call: Call) -> None:
     conf = TapConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.delete(conf, call)
+    ipam.delete(conf, call)
     delete_link_if_present(call.netns, call.ifname)
 
 
@@ -148,15 +147,11 @@ def check(call: Call) -> None:
 
 
 def status(call: Call) -> None:
-    conf = TapConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.status(conf, call)
+    ipam.status(TapConf.load(call, lenient=True), call)
 
 
 def gc(call: Call) -> None:
-    conf = TapConf.load(call, lenient=True)
-    if conf.ipam_type:
-        ipam.gc(conf, call)
+    ipam.gc(TapConf.load(call, lenient=True), call)
 
 
 main = plugin("tap", add=add, delete=delete, check=check, gc=gc, status=status)
