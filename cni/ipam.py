@@ -38,18 +38,23 @@ def lease(conf: "NetConf", call: "Call", undo: "Rollback") -> Result:
     return result
 
 
-def lease_onto(conf: "NetConf", call: "Call", undo: "Rollback", link, result: Result | None = None) -> Result:
+def lease_onto(conf: "NetConf", call: "Call", undo: "Rollback", link, result: Result | None = None, *,
+               announce: bool = False, settle: bool = True) -> Result:
     """ADD's second half for a plugin that made one container link (`link`, a netlink Link):
     addresses leased (released again if ADD fails), put on the link with the routes, and
     the result naming that link as interface 0. A given `result` (addresses a previous
-    plugin leased) is put on the link instead of leasing."""
-    from .link import as_interface, configure_interface
+    plugin leased) is put on the link instead of leasing. `announce`: neighbours learn the
+    link's MAC for reused addresses at once; `settle`: wait for IPv6 DAD (see
+    cni.link.configure_interface)."""
+    from .link import announce_address_changes, as_interface, configure_interface
 
     if result is None:
         result = lease(conf, call, undo)
     for ip in result.ips:
         ip.interface = 0
-    configure_interface(call.netns, call.ifname, result, 0)
+    if announce:
+        announce_address_changes(call.netns, call.ifname)
+    configure_interface(call.netns, call.ifname, result, 0, settle=settle)
     result.interfaces = [as_interface(link, sandbox=call.netns)]
     result.dns = conf.dns
     return result

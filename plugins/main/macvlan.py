@@ -13,12 +13,10 @@ from cni import ipam
 from cni.conf import Fields, MasterLinkConf, parse_mac
 from cni.errors import INCOMPATIBLE_VERSION, CNIError, invalid_config
 from cni.link import (
-    announce_address_changes,
     as_interface,
     check_interface_config,
     check_link,
     check_mtu_within_master,
-    configure_interface,
     container_interface_index,
     create_macvlan,
     delete_link_if_present,
@@ -76,11 +74,7 @@ def add(call: Call) -> Result:
             set_link_up(call.netns, call.ifname)
             result = Result(cni_version=call.cni_version)
         else:
-            result = ipam.lease(conf, call, undo)
-            for ip in result.ips:
-                ip.interface = 0
-            announce_address_changes(call.netns, call.ifname)
-            configure_interface(call.netns, call.ifname, result, 0)
+            result = ipam.lease_onto(conf, call, undo, link, announce=True)
 
     result.interfaces = [as_interface(link, sandbox=call.netns)]
     result.dns = conf.dns

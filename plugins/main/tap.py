@@ -15,10 +15,8 @@ from cni import ipam
 from cni.conf import Fields, NetConf, parse_mac
 from cni.errors import INCOMPATIBLE_VERSION, INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 from cni.link import (
-    announce_address_changes,
     as_interface,
     check_interface_config,
-    configure_interface,
     container_interface_index,
     delete_link_if_present,
     require_link,
@@ -102,12 +100,8 @@ def add(call: Call) -> Result:
             set_link_up(call.netns, call.ifname)
             result = Result(cni_version=call.cni_version)
         else:
-            result = ipam.lease(conf, call, undo)
-            for ip in result.ips:
-                ip.interface = 0
-            announce_address_changes(call.netns, call.ifname)
             # No carrier until a reader opens the tap: IPv6 duplicate address detection waits for it.
-            configure_interface(call.netns, call.ifname, result, 0, settle=False)
+            result = ipam.lease_onto(conf, call, undo, link, announce=True, settle=False)
 
     result.interfaces = [as_interface(link, sandbox=call.netns)]
     result.dns = conf.dns
