@@ -53,6 +53,8 @@ system_prerequisites() {
     command -v "$PYTHON" >/dev/null || missing+=(python3)
     # PyInstaller reads shared-library dependencies with ldd and objdump.
     command -v objdump >/dev/null || missing+=(binutils)
+    # A C compiler builds bin/pycni (packaging/launcher.c) and cni/_setns.c.
+    command -v cc >/dev/null || missing+=(gcc libc6-dev)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
     if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
         local ver
@@ -64,6 +66,9 @@ system_prerequisites() {
         local lib
         lib=libpython$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
         ldconfig -p | grep -q "$lib.so" || apt_install "$lib"
+        # and its headers for the launcher and the C helper.
+        "$PYTHON" -c 'import os, sysconfig; raise SystemExit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+            || apt_install "$lib-dev"
     fi
 }
 
@@ -115,7 +120,7 @@ fingerprint() {
     {
         "$VENV/bin/python" -c 'import sys, PyInstaller; print(sys.version, PyInstaller.__version__)'
         env | grep '^PYCNI_' | grep -v '^PYCNI_FORCE=' | grep -v '^PYCNI_REQUIRE_FROZEN=' | sort || true
-        find cni plugins packaging -name '*.py' -type f -print0 | sort -z | xargs -0 sha256sum
+        find cni plugins packaging \( -name '*.py' -o -name '*.c' \) -type f -print0 | sort -z | xargs -0 sha256sum
         sha256sum pycni.spec pyproject.toml
     } | sha256sum | cut -d' ' -f1
 }

@@ -15,20 +15,22 @@ if TYPE_CHECKING:
 from . import jsontext
 from .errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError
 
-# What the frozen (PyInstaller) runtime adds to our environment; a child must not
-# inherit it: another frozen executable would take itself for our child process,
-# and system tools would load our bundled libraries.
+# What PyInstaller's bootloader adds to the environment; a child must not inherit it:
+# another frozen executable would take itself for our child process, and system tools
+# would load our bundled libraries. bin/pycni is our own launcher (packaging/launcher.c),
+# which sets nothing, but a build with PYCNI_LAUNCHER=pyinstaller, or a caller that is
+# itself a PyInstaller program, still brings these.
 _FROZEN_VARS = ("_MEIPASS2", "_PYI_ARCHIVE_FILE", "_PYI_APPLICATION_HOME_DIR", "_PYI_PARENT_PROCESS_LEVEL",
                 "_PYI_SPLASH_IPC", "_PYI_LINUX_PROCESS_NAME")
 _LIBRARY_PATH_VARS = ("LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONHOME", "PYTHONPATH")
 
 
 def clean_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment for a child process, without the frozen runtime's traces."""
+    """The environment for a child process, without a frozen runtime's traces."""
     env = dict(environ)
     for key in _FROZEN_VARS:
         env.pop(key, None)
-    if getattr(sys, "frozen", False):
+    if hasattr(sys, "_MEIPASS"):  # started by PyInstaller's bootloader, which set the library path
         for key in _LIBRARY_PATH_VARS:
             original = env.pop(key + "_ORIG", None)
             if original is not None:

@@ -220,6 +220,7 @@ def test_clean_environ_strips_the_frozen_runtime(monkeypatch):
            "_MEIPASS2": "/tmp/_MEI1", "LD_LIBRARY_PATH": "/opt/cni/bin/pycni-lib:/site/lib",
            "LD_LIBRARY_PATH_ORIG": "/site/lib", "CNI_COMMAND": "ADD"}
     monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", "/opt/cni/bin/pycni-lib", raising=False)  # PyInstaller's bootloader
     clean = invoke.clean_environ(env)
     assert not [k for k in clean if k.startswith("_PYI") or k.startswith("_MEI")]
     assert clean["LD_LIBRARY_PATH"] == "/site/lib" and "LD_LIBRARY_PATH_ORIG" not in clean
@@ -230,8 +231,17 @@ def test_clean_environ_strips_the_frozen_runtime(monkeypatch):
 
 def test_clean_environ_keeps_library_path_when_not_frozen(monkeypatch):
     monkeypatch.delattr(sys, "frozen", raising=False)
+    monkeypatch.delattr(sys, "_MEIPASS", raising=False)
     clean = invoke.clean_environ({"LD_LIBRARY_PATH": "/site/lib", "_PYI_ARCHIVE_FILE": "x"})
     assert clean == {"LD_LIBRARY_PATH": "/site/lib"}
+
+
+def test_clean_environ_keeps_the_callers_library_path_under_our_launcher(monkeypatch):
+    """Our launcher sets no library path, so the caller's own reaches the child unchanged."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.delattr(sys, "_MEIPASS", raising=False)
+    clean = invoke.clean_environ({"LD_LIBRARY_PATH": "/site/lib", "PATH": "/usr/bin"})
+    assert clean == {"LD_LIBRARY_PATH": "/site/lib", "PATH": "/usr/bin"}
 
 
 ENV_DUMP_PLUGIN = """#!/bin/sh
@@ -255,15 +265,61 @@ def test_a_child_of_the_frozen_runtime_sees_no_pyinstaller_environment(frozen_bi
     script.chmod(0o755)
     (conf_dir / "10-envdump.conf").write_text(json.dumps({"cniVersion": "1.1.0", "name": "envdump",
                                                            "type": "envdump"}))
-    env = {"NETCONFPATH": str(conf_dir), "CNI_PATH": str(plugin_dir), "CNI_CACHE_DIR": str(tmp_path / "cache"),
-           "LD_LIBRARY_PATH": "/site/lib"}
-    p = run(frozen_bin / "cnitool", env, args=("status", "envdump"))
-    assert p.returncode == 0, (p.stdout, p.stderr)
-    records = list(dump.glob("*.env"))
-    assert records, "the delegate never ran"
-    for record in records:
-        child = dict(line.split("=", 1) for line in record.read_text().splitlines() if "=" in line)
-        assert not [k for k in child if k.startswith(("_PYI", "_MEI"))], (record.name, child)
-        assert child.get("LD_LIBRARY_PATH") == "/site/lib", "the frozen runtime's library path leaked"
-        assert "LD_LIBRARY_PATH_ORIG" not in child
-        assert child["CNI_COMMAND"] in ("STATUS", "VERSION")
+    env = {"NETCONFPATH": str(conf_dir), "CNI_PATH": str(plugin_dir), "CNI_CACHE_DIR": str(tmp_path / "cache")}
+    for library_path in ("/site/lib", None):  # the caller's own library path, then none at all
+        for old in dump.glob("*.env"):
+            old.unlink()
+        caller = dict(env, LD_LIBRARY_PATH=library_path) if library_path else env
+        p = run(frozen_bin / "cnitool", caller, args=("status", "envdump"))
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        records = list(dump.glob("*.env"))
+        assert records, "the delegate never ran"
+        for record in records:
+            child = dict(line.split("=", 1) for line in record.read_text().splitlines() if "=" in line)
+            assert not [k for k in child if k.startswith(("_PYI", "_MEI"))], (record.name, child)
+            assert child.get("LD_LIBRARY_PATH") == library_path, "the frozen runtime's library path leaked"
+            assert "LD_LIBRARY_PATH_ORIG" not in child
+            assert child["CNI_COMMAND"] in ("STATUS", "VERSION")
+
+
+# ---- the launcher (packaging/launcher.c) -------------------------------------------------
+
+
+def elf_objects(runtime: Path) -> list[Path]:
+    found = []
+    for path in sorted(runtime.rglob("*.so*")):
+        if path.is_file() and not path.is_symlink() and path.read_bytes()[:4] == b"\x7fELF":
+            found.append(path)
+    return found
+
+
+def test_bundled_libraries_resolve_inside_the_runtime(frozen_bin):
+    """What PyInstaller's LD_LIBRARY_PATH did, RUNPATHs do: every shared object in pycni-lib
+    that needs a library the bundle carries gets the bundle's copy, with a clean environment."""
+    runtime = frozen_bin / "pycni-lib"
+    bundled = {p.name for p in runtime.iterdir() if ".so" in p.name}
+    assert any(name.startswith("libpython3") for name in bundled)
+    checked = 0
+    for obj in [frozen_bin / "pycni", *elf_objects(runtime)]:
+        p = subprocess.run(["ldd", str(obj)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        assert p.returncode == 0, (obj, p.stderr)
+        for line in p.stdout.splitlines():
+            name, _, where = line.strip().partition(" => ")
+            if name in bundled:
+                resolved = where.split(" (")[0]
+                assert Path(resolved).resolve() == (runtime / name).resolve(), (obj.name, name, resolved)
+                checked += 1
+    assert checked >= 2  # at least the launcher's libpython and one extension module's library
+
+
+def test_the_launcher_starts_python_with_one_exec(frozen_bin, tmp_path):
+    """One execve per plugin call: PyInstaller's bootloader made two (it execs itself to set
+    LD_LIBRARY_PATH), which our launcher replaces with RUNPATHs set at build time."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    trace = tmp_path / "trace"
+    p = subprocess.run(["strace", "-f", "-e", "trace=execve", "-o", str(trace), str(frozen_bin / "bridge")],
+                       env={"CNI_COMMAND": "VERSION", "LANG": "C"}, capture_output=True, timeout=60)
+    assert p.returncode == 0 and json.loads(p.stdout)["supportedVersions"], p.stderr
+    execs = [line for line in trace.read_text().splitlines() if "execve(" in line and "= 0" in line]
+    assert len(execs) == 1, execs
