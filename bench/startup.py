@@ -3,7 +3,9 @@
     bench/startup.py [-n ROUNDS] LABEL=COMMAND [LABEL=COMMAND ...]
 
 Each COMMAND is split like a shell word list and run with CNI_COMMAND=VERSION and
-stdin from /dev/null; prints the median and 10th/90th percentile wall time of
+stdin from /dev/null; leading NAME=VALUE words change that command's environment as in a
+shell (an empty value removes the variable: `CNI_COMMAND= bin/bridge` prints the about
+line, which imports the plugin's modules but does no work); prints the median and 10th/90th percentile wall time of
 each. Alternating the commands spreads machine noise evenly over all of them.
 Nothing here asserts a time: it reports.
 """
@@ -18,14 +20,29 @@ import sys
 import time
 
 
+def split_env(words: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Leading NAME=VALUE words as environment changes (empty VALUE: unset), then the argv."""
+    env = dict(env)
+    while words and "=" in words[0] and not words[0].startswith(("/", ".")):
+        name, _, value = words[0].partition("=")
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
+        words = words[1:]
+    return words, env
+
+
 def measure(commands: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {label: [] for label in commands}
-    for label, argv in commands.items():  # warm the page cache once, untimed
-        subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prepared = {label: split_env(words, env) for label, words in commands.items()}
+    for label, (argv, environ) in prepared.items():  # warm the page cache once, untimed
+        subprocess.run(argv, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     for _ in range(rounds):
-        for label, argv in commands.items():
+        for label, (argv, environ) in prepared.items():
             start = time.perf_counter()
-            proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            proc = subprocess.run(argv, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
             samples[label].append(time.perf_counter() - start)
             if proc.returncode != 0:
