@@ -74,8 +74,11 @@ def test_shared_runtime_is_onedir(frozen_bin):
     exe = frozen_bin / "pycni"
     assert os.access(exe, os.X_OK) and not exe.is_symlink()
     assert (frozen_bin / "pycni-lib").is_dir()
+    assert (frozen_bin / "pycni-lib" / "cni").is_dir() and (frozen_bin / "pycni-lib" / "plugins").is_dir()
+    # One Python: linked into bin/pycni (from a static libpython), or pycni-lib's libpython.
     libs = list((frozen_bin / "pycni-lib").glob("libpython3*.so*"))
-    assert libs, "the runtime directory holds no libpython"
+    needed = subprocess.run(["ldd", str(exe)], capture_output=True, text=True, check=True).stdout
+    assert len(libs) <= 1 and ("libpython" in needed) == bool(libs), (libs, needed)
 
 
 def test_every_shipped_entry_is_a_relative_link_to_the_shared_executable(frozen_bin):
@@ -298,7 +301,6 @@ def test_bundled_libraries_resolve_inside_the_runtime(frozen_bin):
     that needs a library the bundle carries gets the bundle's copy, with a clean environment."""
     runtime = frozen_bin / "pycni-lib"
     bundled = {p.name for p in runtime.iterdir() if ".so" in p.name}
-    assert any(name.startswith("libpython3") for name in bundled)
     checked = 0
     for obj in [frozen_bin / "pycni", *elf_objects(runtime)]:
         p = subprocess.run(["ldd", str(obj)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
@@ -309,7 +311,7 @@ def test_bundled_libraries_resolve_inside_the_runtime(frozen_bin):
                 resolved = where.split(" (")[0]
                 assert Path(resolved).resolve() == (runtime / name).resolve(), (obj.name, name, resolved)
                 checked += 1
-    assert checked >= 2  # at least the launcher's libpython and one extension module's library
+    assert checked >= 1  # at least zlib's libz (and a shared libpython, when the launcher uses one)
 
 
 def test_the_launcher_starts_python_with_one_exec(frozen_bin, tmp_path):
