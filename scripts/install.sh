@@ -235,7 +235,9 @@ do_uninstall() {
     done
     if [ -L "$prefix/pycni" ]; then act rm -f "$prefix/pycni"; fi
     for d in $(runtime_dirs) ; do act rm -rf "${prefix:?}/$d"; say "removed runtime $d"; done
-    if [ -f "$prefix/pycni-lib/libpython3.so" ] || ls "$prefix/pycni-lib/"libpython3* >/dev/null 2>&1; then
+    # An unversioned bin/ copied in by hand: pycni-lib/ holds our packages (and, before the
+    # launcher linked Python statically, a libpython).
+    if [ -d "$prefix/pycni-lib/cni" ] || ls "$prefix/pycni-lib/"libpython3* >/dev/null 2>&1; then
         act rm -rf "${prefix:?}/pycni-lib"
     fi
     return 0
