@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Startup of the packaging choices behind bin/ (Documentation/performance.md):
 # onefile, onedir with PyInstaller's defaults (PYZ archive + pyi_rth_inspect), onedir with
-# the PYZ archive but no runtime hooks, and the shipped onedir (plain .pyc, no hooks),
+# the PYZ archive but no runtime hooks, onedir with plain .pyc under PyInstaller's bootloader,
+# and the shipped bin/ (plain .pyc, no hooks, our launcher),
 # against Go's host-local and bare Python. Builds the variants under build/variants/.
 #   bench/variants.sh [ROUNDS] [PLUGIN]
 set -euo pipefail
@@ -22,6 +23,7 @@ variant() {  # name, then PYCNI_* assignments
 onefile=$(variant onefile PYCNI_ONEFILE=1 PYCNI_NOARCHIVE=0 PYCNI_KEEP_RTHOOKS=pyi_rth_inspect)
 defaults=$(variant defaults PYCNI_NOARCHIVE=0 PYCNI_KEEP_RTHOOKS=pyi_rth_inspect)
 nohooks=$(variant pyz-nohooks PYCNI_NOARCHIVE=0)
+bootloader=$(variant pyinstaller-bootloader PYCNI_LAUNCHER=pyinstaller)
 PYTHONPATH=$PWD "$PY" bench/startup.py -n "$ROUNDS" \
     "go host-local=/usr/lib/cni/host-local" \
     "python3 -S -c pass=$(python3 -c "import os, sys; print(os.path.realpath(sys.executable))") -S -c pass" \
@@ -29,4 +31,5 @@ PYTHONPATH=$PWD "$PY" bench/startup.py -n "$ROUNDS" \
     "onefile $PLUGIN=$onefile" \
     "onedir, PyInstaller defaults=$defaults" \
     "onedir, PYZ, no runtime hooks=$nohooks" \
-    "shipped bin/$PLUGIN=bin/$PLUGIN"
+    "onedir, plain .pyc, PyInstaller's bootloader=$bootloader" \
+    "shipped bin/$PLUGIN (our launcher)=bin/$PLUGIN"
