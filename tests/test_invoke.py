@@ -80,6 +80,7 @@ def test_clean_environ_drops_frozen_variables(monkeypatch):
     assert clean_environ(env)["KEEP"] == "1"
     assert not any(k.startswith(("_PYI", "_MEI")) for k in clean_environ(env))
     monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", "/bundle", raising=False)  # started by PyInstaller's bootloader
     cleaned = clean_environ(env)
     assert cleaned["LD_LIBRARY_PATH"] == "/usr/local/lib" and "LD_LIBRARY_PATH_ORIG" not in cleaned
     assert "LD_LIBRARY_PATH" not in clean_environ({"LD_LIBRARY_PATH": "/bundle"})
