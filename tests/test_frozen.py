@@ -317,8 +317,6 @@ def test_bundled_libraries_resolve_inside_the_runtime(frozen_bin):
 def test_the_launcher_starts_python_with_one_exec(frozen_bin, tmp_path):
     """One execve per plugin call: PyInstaller's bootloader made two (it execs itself to set
     LD_LIBRARY_PATH), which our launcher replaces with RUNPATHs set at build time."""
-    if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
     trace = tmp_path / "trace"
     p = subprocess.run(["strace", "-f", "-e", "trace=execve", "-o", str(trace), str(frozen_bin / "bridge")],
                        env={"CNI_COMMAND": "VERSION", "LANG": "C"}, capture_output=True, timeout=60)
