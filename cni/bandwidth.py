@@ -22,6 +22,7 @@ identical qdiscs.
 """
 from __future__ import annotations
 
+from .digest import sha512_hex
 from .errors import INTERNAL, CNIError
 from .netlink import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT, Netlink, make_handle
 from .record import Record
@@ -58,10 +59,7 @@ class Tbf(Record):
 
 
 def ifb_name(network: str, container_id: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha512((network + container_id).encode()).hexdigest()
-    return (IFB_PREFIX + digest)[:IFB_NAME_LENGTH]
+    return (IFB_PREFIX + sha512_hex(network + container_id))[:IFB_NAME_LENGTH]
 
 
 def tick_in_usec() -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from .errors import INTERNAL, CNIError
-from .invoke import run_tool
+from .invoke import find_executable, run_tool
 
 DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus")
 FIREWALLD = ("org.fedoraproject.FirewallD1", "/org/fedoraproject/FirewallD1")
@@ -32,9 +32,7 @@ def _bus_socket_missing() -> bool:
 
 def _dbus_send(destination: tuple[str, str], method: str, *args: str) -> str:
     """One method call; its printed reply, or CNIError with the D-Bus error in the message."""
-    import shutil
-
-    if shutil.which("dbus-send") is None:
+    if find_executable("dbus-send") is None:
         raise CNIError(INTERNAL, "firewalld backend: dbus-send not found (install Debian's dbus-bin)")
     cmd = ["dbus-send", "--system", "--print-reply", f"--dest={destination[0]}", destination[1], method]
     return run_tool(cmd + [f"string:{a}" for a in args], what="firewalld")

@@ -56,8 +56,13 @@ def spawn(argv: list[str], stdin: bytes, env: Mapping[str, str]) -> tuple[int, b
 
     os.posix_spawn and a poll loop instead of subprocess: importing subprocess
     loads signal, threading, selectors and locale (and with it re), tens of
-    milliseconds of a plugin exec that runs iptables-restore or nft.
+    milliseconds of a plugin exec that runs iptables-restore, nft or a foreign
+    IPAM plugin. Python opens its descriptors close-on-exec, so the child gets
+    the three pipes (and what our own parent passed down, as from a Go plugin);
+    SIGPIPE and SIGXFSZ go back to their defaults, as subprocess does: Python
+    ignores them, and an ignored signal stays ignored across exec.
     """
+    import _signal  # the C module, loaded at start-up: signal.py would import enum
     import select
 
     in_r, in_w = os.pipe()
@@ -65,7 +70,8 @@ def spawn(argv: list[str], stdin: bytes, env: Mapping[str, str]) -> tuple[int, b
     err_r, err_w = os.pipe()
     try:
         pid = os.posix_spawn(argv[0], argv, dict(env), file_actions=[
-            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
+            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)],
+            setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
     except BaseException:
         for fd in (in_w, out_r, err_r):
             os.close(fd)
@@ -177,14 +183,10 @@ def run_plugin(path: str, environ: Mapping[str, str], stdin: bytes) -> tuple[int
         out, err = io.StringIO(), io.StringIO()
         status = registry.load(name).run(env, io.BytesIO(stdin), out, err)
         return status, out.getvalue().encode(), err.getvalue().encode()
-    import subprocess  # only here: an in-process delegate or a DEL with nothing to exec skips it
-
     try:
-        proc = subprocess.run([path], input=stdin, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              close_fds=True)
+        return spawn([path], stdin, env)
     except OSError as exc:
         raise CNIError(INTERNAL, f'failed to exec plugin "{path}": {exc.strerror}') from None
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 def exec_plugin(path: str, environ: Mapping[str, str], stdin: bytes) -> bytes:

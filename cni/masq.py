@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
 from . import jsontext
+from .digest import sha256_hex
 from .errors import INVALID_NETWORK_CONFIG, CNIError
 from .netfilter import CHAIN_PREFIX, chain_name, ipt_remove_chains, ipt_restore, ipt_save, quote, run
-from .netfilter import hex_digest as _hex
 from .netfilter import which as _which
 from .types import IPInterface
 
@@ -42,8 +42,8 @@ def rule_comment(network: str, container_id: str) -> str:
 
 def nft_comment(network: str, container_id: str) -> str:
     """Comments are limited to 128 bytes: hashes identify network and container."""
-    net = _hex("sha256", network)[:12]
-    ctr = _hex("sha256", network + "\0" + container_id)[:24]
+    net = sha256_hex(network)[:12]
+    ctr = sha256_hex(network + "\0" + container_id)[:24]
     return f"cni {net} {ctr}"
 
 

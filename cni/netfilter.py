@@ -13,16 +13,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
+from .digest import sha512_hex
 from .invoke import find_executable, run_tool
 
 CHAIN_PREFIX = "CNI-"
 MAX_CHAIN_LENGTH = 28  # iptables allows 28 characters for a chain name
-
-
-def hex_digest(algorithm: str, text: str) -> str:
-    import hashlib  # loads OpenSSL: only when rules are touched, not when a config is read
-
-    return hashlib.new(algorithm, text.encode()).hexdigest()
 
 
 def which(tool: str) -> str | None:
@@ -31,7 +26,7 @@ def which(tool: str) -> str | None:
 
 def chain_name(network: str, container_id: str, prefix: str = "") -> str:
     """`CNI-<prefix><sha512(network + container)>`, cut to iptables' limit, as the reference names it."""
-    digest = hex_digest("sha512", network + container_id)
+    digest = sha512_hex(network + container_id)
     return (CHAIN_PREFIX + prefix + digest)[:MAX_CHAIN_LENGTH]
 
 

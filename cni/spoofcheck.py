@@ -8,11 +8,9 @@ Each rule carries the comment `macspoofchk-<containerID>-<ifname>`.
 """
 from __future__ import annotations
 
-import shutil
-
 from . import jsontext
 from .errors import CNIError
-from .invoke import run_tool
+from .invoke import find_executable, run_tool
 
 TABLE = "bridge nat"
 BASE_CHAIN = "PREROUTING"
@@ -47,7 +45,7 @@ add rule {TABLE} {mac_chain} drop {note}
 
 def _table() -> tuple[set, list]:
     """(chain names, rules) of the table; empty when there is no such table or no nft."""
-    if shutil.which("nft") is None:
+    if find_executable("nft") is None:
         return set(), []
     try:
         out = run_tool(["nft", "-j", "list", "table", *TABLE.split()], "", "macspoofchk")

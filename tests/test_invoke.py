@@ -10,7 +10,7 @@ import pytest
 from cni import ipam
 from cni.conf import NetConf
 from cni.errors import CNIError
-from cni.invoke import clean_environ, exec_plugin, find_plugin
+from cni.invoke import clean_environ, exec_plugin, find_plugin, run_plugin
 from cni.skel import Call
 
 
@@ -72,6 +72,32 @@ def test_delegate_gets_environment_and_stdin(tmp_path):
     p = script(tmp_path, "echoer", 'printf "%s|%s|" "$CNI_COMMAND" "$X"; cat\n')
     out = exec_plugin(str(p), {"CNI_COMMAND": "ADD", "X": "y"}, b"payload")
     assert out == b"ADD|y|payload"
+
+
+def test_run_plugin_returns_status_stdout_and_stderr(tmp_path):
+    p = script(tmp_path, "mixed", "cat; echo to-err >&2; exit 3\n")
+    payload = os.urandom(300_000).hex().encode()  # more than a pipe holds: no deadlock either way
+    assert run_plugin(str(p), {}, payload) == (3, payload, b"to-err\n")
+    assert run_plugin(str(script(tmp_path, "quiet", "exit 0\n")), {}, b"") == (0, b"", b"")
+
+
+def test_run_plugin_child_has_default_sigpipe(tmp_path):
+    """Python ignores SIGPIPE and SIGXFSZ; a plugin it runs must not inherit that (as with subprocess)."""
+    p = script(tmp_path, "status", "exec grep SigIgn /proc/self/status\n")
+    status, out, _ = run_plugin(str(p), {}, b"")
+    ignored = int(out.split()[1], 16)
+    assert status == 0 and not ignored & (1 << (13 - 1) | 1 << (25 - 1)), out
+
+
+@pytest.mark.parametrize("body, reason", [(None, "No such file or directory"), ("no shebang\n", "Exec format error")])
+def test_run_plugin_that_cannot_exec(tmp_path, body, reason):
+    path = tmp_path / "broken"
+    if body is not None:
+        path.write_text(body)
+        path.chmod(0o755)
+    with pytest.raises(CNIError) as err:
+        run_plugin(str(path), {}, b"{}")
+    assert (err.value.code, err.value.msg) == (999, f'failed to exec plugin "{path}": {reason}')
 
 
 def test_clean_environ_drops_frozen_variables(monkeypatch):

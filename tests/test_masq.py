@@ -24,6 +24,15 @@ def nft_rules(ns) -> list[dict]:
     return [i["rule"] for i in json.loads(r.stdout)["nftables"] if "rule" in i]
 
 
+def test_names_hash_as_the_reference_does():
+    """sha512 for chains, sha256 for nft comments: the digests hashlib (OpenSSL) gives."""
+    import hashlib
+
+    assert masq.chain_name("mynet", "abc") == "CNI-" + hashlib.sha512(b"mynetabc").hexdigest()[:24]
+    assert masq.nft_comment("mynet", "abc") == (f"cni {hashlib.sha256(b'mynet').hexdigest()[:12]} "
+                                                f"{hashlib.sha256(b'mynet' + bytes(1) + b'abc').hexdigest()[:24]}")
+
+
 def test_chain_name_is_deterministic_and_short():
     name = masq.chain_name("mynet", "abc")
     assert name == masq.chain_name("mynet", "abc") != masq.chain_name("mynet", "abd")

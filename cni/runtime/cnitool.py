@@ -18,7 +18,6 @@ and `doctor` examines the node's CNI setup (cni/runtime/doctor.py).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 
 if TYPE_CHECKING:
     from typing import Mapping, TextIO
 
+from ..digest import sha512_hex
 from ..errors import CNIError
 from .cache import DEFAULT_CACHE_DIR
 from .conf import DEFAULT_CONF_DIR, load_network, load_networks
@@ -53,7 +53,7 @@ def usage(prog: str = "cnitool") -> str:
 
 def container_id_for(netns: str) -> str:
     """The upstream tool's container ID for a netns path."""
-    return "cnitool-" + hashlib.sha512(netns.encode()).hexdigest()[:20]
+    return "cnitool-" + sha512_hex(netns)[:20]
 
 
 def parse_cni_args(text: str) -> list[tuple[str, str]]:
