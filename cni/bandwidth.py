@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from .digest import sha512_hex
 from .errors import INTERNAL, CNIError
-from .netlink import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT, Netlink, make_handle
+from .netlink import Netlink
+from .netlink.qdisc import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT, QdiscNetlink, make_handle
 from .record import Record
 
 LATENCY_USEC = 25_000.0  # the bucket's queue holds 25 ms worth of the rate, as in the reference
@@ -126,7 +127,7 @@ def subnet_keys(subnet) -> list[tuple[int, int, int]]:
     return keys or [(0, 0, 0)]
 
 
-def shape(nl: Netlink, link_name: str, limits: Limits, ticks: float) -> None:
+def shape(nl: QdiscNetlink, link_name: str, limits: Limits, ticks: float) -> None:
     """The root qdisc that limits what `link_name` sends: a TBF, or an HTB when subnets are given."""
     index = _require(nl, link_name).index
     tbf = tbf_for(limits, ticks)
@@ -143,7 +144,7 @@ def shape(nl: Netlink, link_name: str, limits: Limits, ticks: float) -> None:
                               subnet_keys(subnet))
 
 
-def shape_ingress(nl: Netlink, host_name: str, limits: Limits, ticks: float) -> None:
+def shape_ingress(nl: QdiscNetlink, host_name: str, limits: Limits, ticks: float) -> None:
     """Root qdisc on the host end: what the container receives."""
     shape(nl, host_name, limits, ticks)
 
@@ -157,17 +158,17 @@ def create_ifb(nl: Netlink, name: str, host_name: str) -> str:
     return ifb.mac
 
 
-def add_ingress_qdisc(nl: Netlink, host_name: str) -> None:
+def add_ingress_qdisc(nl: QdiscNetlink, host_name: str) -> None:
     nl.add_ingress_qdisc(_require(nl, host_name).index)
 
 
-def redirect_to_ifb(nl: Netlink, host_name: str, ifb: str) -> None:
+def redirect_to_ifb(nl: QdiscNetlink, host_name: str, ifb: str) -> None:
     """A filter on the host end's ingress qdisc sending all it receives to the ifb."""
     host, dev = _require(nl, host_name), _require(nl, ifb)
     nl.add_redirect_filter(host.index, INGRESS_HANDLE, dev.index)
 
 
-def shape_ifb(nl: Netlink, ifb: str, limits: Limits, ticks: float) -> None:
+def shape_ifb(nl: QdiscNetlink, ifb: str, limits: Limits, ticks: float) -> None:
     """Root qdisc on the ifb: what the container sends."""
     shape(nl, ifb, limits, ticks)
 
@@ -181,7 +182,7 @@ def _ours(q) -> bool:
 
 def remove_qdisc(host_name: str, root: bool) -> None:
     """Undo of one step: the host end's root qdisc (`root`) or its ingress qdisc, when there."""
-    with Netlink() as nl:
+    with QdiscNetlink() as nl:
         link = nl.get_link(host_name)
         if link is not None:
             for q in nl.qdiscs(link.index):
@@ -190,7 +191,7 @@ def remove_qdisc(host_name: str, root: bool) -> None:
 
 
 def delete_ifb(name: str) -> None:
-    with Netlink() as nl:
+    with QdiscNetlink() as nl:
         link = nl.get_link(name)
         if link is not None and link.kind == "ifb":
             nl.delete_link(link.index)
@@ -199,14 +200,14 @@ def delete_ifb(name: str) -> None:
 # ---- tearing down ------------------------------------------------------------------------
 
 
-def remove_host_shaping(nl: Netlink, host_index: int) -> None:
+def remove_host_shaping(nl: QdiscNetlink, host_index: int) -> None:
     """The root TBF or HTB (handle 1:) and the ingress qdisc of a host end; absent is fine."""
     for q in nl.qdiscs(host_index):
         if _ours(q):
             nl.delete_qdisc(host_index, q.handle, q.parent)
 
 
-def redirecting_links(nl: Netlink, ifb_index: int) -> list[int]:
+def redirecting_links(nl: QdiscNetlink, ifb_index: int) -> list[int]:
     """Links whose ingress qdisc redirects to the ifb: the host ends that the ifb shapes."""
     found = []
     for q in nl.qdiscs():
@@ -222,7 +223,7 @@ def teardown(network: str, container_id: str, host_names: list[str]) -> None:
     The host end is found by the redirect to the ifb (egress shaping), else by
     name from prevResult, only when it is a veth (never a link we did not shape).
     """
-    with Netlink() as nl:
+    with QdiscNetlink() as nl:
         ifb = nl.get_link(ifb_name(network, container_id))
         hosts = set(redirecting_links(nl, ifb.index)) if ifb is not None and ifb.kind == "ifb" else set()
         for name in host_names:
@@ -238,7 +239,7 @@ def teardown(network: str, container_id: str, host_names: list[str]) -> None:
 # ---- checking -----------------------------------------------------------------------------
 
 
-def check_shaping(nl: Netlink, link_name: str, limits: Limits, ticks: float) -> None:
+def check_shaping(nl: QdiscNetlink, link_name: str, limits: Limits, ticks: float) -> None:
     """The root qdisc of `link_name` is what `shape` makes for `limits`."""
     link = nl.get_link(link_name)
     if link is None:
@@ -267,7 +268,7 @@ def check_shaping(nl: Netlink, link_name: str, limits: Limits, ticks: float) -> 
             raise CNIError(INTERNAL, f"htb on {link_name}: no filter for {subnet}")
 
 
-def check_redirect(nl: Netlink, host_name: str, ifb: str) -> None:
+def check_redirect(nl: QdiscNetlink, host_name: str, ifb: str) -> None:
     host, dev = nl.get_link(host_name), nl.get_link(ifb)
     if host is None or dev is None:
         raise CNIError(INTERNAL, f'failed to find link "{host_name if host is None else ifb}"')

@@ -22,6 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cni import netlink as nlmod
+from cni.netlink import bridge as nlbridge
+from cni.netlink import rule as nlrule
 from cni.netlink import (
     AF_BRIDGE,
     IFA_F_NODAD,
@@ -34,6 +36,12 @@ from cni.netlink import (
     Route,
     decode_link,
 )
+
+
+class Client(nlbridge.BridgeNetlink, nlrule.RuleNetlink):
+    """One socket with every operation these tests exercise."""
+
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
 MAC_A = "02:aa:00:00:00:01"
@@ -56,7 +64,7 @@ def ns(make_netns):
 
 @pytest.fixture
 def nl(ns):
-    with Netlink(ns.path) as client:
+    with Client(ns.path) as client:
         yield client
 
 
@@ -598,7 +606,7 @@ def ip_rules(ns) -> list[tuple]:
 
 
 def our_rules(nl) -> list[tuple]:
-    actions = {nlmod.FR_ACT_TO_TBL: "lookup", nlmod.FR_ACT_UNREACHABLE: "unreachable"}
+    actions = {nlrule.FR_ACT_TO_TBL: "lookup", nlrule.FR_ACT_UNREACHABLE: "unreachable"}
     return [(r.family, r.priority, str(r.src) if r.src else None, str(r.dst) if r.dst else None, r.table,
              r.iifname, r.oifname, r.fwmark, actions.get(r.action, r.action)) for r in nl.rules()]
 
@@ -622,14 +630,14 @@ def test_rules_dump_matches_ip_and_pyroute2(ns, nl):
 @needs_root
 def test_rule_add_delete_and_errors(ns, nl):
     before = ip_rules(ns)
-    rule = nlmod.source_rule("10.43.0.5", 100)
+    rule = nlrule.source_rule("10.43.0.5", 100)
     nl.add_rule(rule)
-    nl.add_rule(nlmod.source_rule("fd43::5", 70000))
+    nl.add_rule(nlrule.source_rule("fd43::5", 70000))
     added = [r for r in ip_rules(ns) if r not in before]
     # No priority asked for: the kernel puts each below the main table's rule.
     assert added == [(socket.AF_INET, 32765, "10.43.0.5/32", None, 100, "", "", 0, "lookup"),
                      (socket.AF_INET6, 32765, "fd43::5/128", None, 70000, "", "", 0, "lookup")]
-    fixed = nlmod.Rule(src=ipaddress.ip_network("10.44.0.0/16"), table=7, priority=900)
+    fixed = nlrule.Rule(src=ipaddress.ip_network("10.44.0.0/16"), table=7, priority=900)
     nl.add_rule(fixed)
     with pytest.raises(NetlinkError) as exc:
         nl.add_rule(fixed)  # a duplicate only when the priority is the same (none given: the next free)
@@ -679,8 +687,8 @@ def test_wait_oper_up_on_veth_pair(ns, nl):
 # ---- codec, without a kernel ------------------------------------------------------------------
 
 
-class Recorder(Netlink):
-    """A Netlink that records requests instead of sending them."""
+class Recorder(Client):
+    """A client that records requests instead of sending them."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[int, int, bytes]] = []
@@ -760,14 +768,14 @@ def test_bridge_vlan_encoding():
         spec = nlmod.parse_attrs(body, 16)[nlmod.IFLA_AF_SPEC]
         entries = [(k, v) for k, v in nlmod.iter_attrs(spec)]
         decoded.append((msg_type, index, [
-            ("flags", nlmod.u16(v)) if k == nlmod.IFLA_BRIDGE_FLAGS else nlmod.BRIDGE_VLAN_INFO.unpack(v)
+            ("flags", nlmod.u16(v)) if k == nlbridge.IFLA_BRIDGE_FLAGS else nlbridge.BRIDGE_VLAN_INFO.unpack(v)
             for k, v in entries]))
-    P, U, B, E = (nlmod.BRIDGE_VLAN_INFO_PVID, nlmod.BRIDGE_VLAN_INFO_UNTAGGED,
-                  nlmod.BRIDGE_VLAN_INFO_RANGE_BEGIN, nlmod.BRIDGE_VLAN_INFO_RANGE_END)
+    P, U, B, E = (nlbridge.BRIDGE_VLAN_INFO_PVID, nlbridge.BRIDGE_VLAN_INFO_UNTAGGED,
+                  nlbridge.BRIDGE_VLAN_INFO_RANGE_BEGIN, nlbridge.BRIDGE_VLAN_INFO_RANGE_END)
     assert decoded == [
         (nlmod.RTM_SETLINK, 4, [(P | U, 10)]),
         (nlmod.RTM_SETLINK, 4, [(B, 20), (E, 30)]),
-        (nlmod.RTM_SETLINK, 3, [("flags", nlmod.BRIDGE_FLAGS_SELF), (0, 10)]),
+        (nlmod.RTM_SETLINK, 3, [("flags", nlbridge.BRIDGE_FLAGS_SELF), (0, 10)]),
         (nlmod.RTM_DELLINK, 4, [(B, 20), (E, 30)]),
     ]
     ref = pyroute2_decode(*rec.sent[1])
@@ -878,8 +886,8 @@ def nlmsg(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
     return struct.pack("=IHHII", size, msg_type, flags, seq, 1234) + body + b"\0" * ((-size) % 4)
 
 
-def scripted(script) -> Netlink:
-    client = Netlink.__new__(Netlink)
+def scripted(script) -> Client:
+    client = Client.__new__(Client)
     client._seq = 0
     client._buf = bytearray(64)  # small, so big datagrams must grow it
     client._sock = ScriptedSocket(script)
@@ -943,7 +951,9 @@ def test_ack_ends_a_get_and_enodev_means_none():
 
 
 def test_module_import_stays_light():
-    code = "import sys, cni.netlink; print(sorted(m for m in ('pyroute2', 'cni.netns', 'ctypes', 'json', 'subprocess') if m in sys.modules))"
+    """Nor does it load the objects only one plugin each needs (bridge, sbr, bandwidth, portmap)."""
+    code = ("import sys, cni.netlink; print(sorted(m for m in ('pyroute2', 'cni.netns', 'ctypes', 'json', 'subprocess', "
+            "'cni.netlink.bridge', 'cni.netlink.rule', 'cni.netlink.qdisc', 'cni.netlink.conntrack') if m in sys.modules))")
     out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.strip() == "[]"
@@ -951,7 +961,7 @@ def test_module_import_stays_light():
 
 def test_bridge_vlans_request_and_decoding():
     def vlan_info(flags: int, vid: int) -> bytes:
-        return nlmod.attr(nlmod.IFLA_BRIDGE_VLAN_INFO, nlmod.BRIDGE_VLAN_INFO.pack(flags, vid))
+        return nlmod.attr(nlbridge.IFLA_BRIDGE_VLAN_INFO, nlbridge.BRIDGE_VLAN_INFO.pack(flags, vid))
 
     def port(index: int, *infos: bytes) -> bytes:
         spec = nlmod.attr(nlmod.IFLA_AF_SPEC | nlmod.NLA_F_NESTED, b"".join(infos))
@@ -960,7 +970,7 @@ def test_bridge_vlans_request_and_decoding():
     multi = nlmod.NLM_F_MULTI
     reply = [
         lambda s: nlmsg(nlmod.RTM_NEWLINK, multi, s, port(3, vlan_info(0, 1)))
-        + nlmsg(nlmod.RTM_NEWLINK, multi, s, port(4, vlan_info(nlmod.BRIDGE_VLAN_INFO_PVID | nlmod.BRIDGE_VLAN_INFO_UNTAGGED, 10),
+        + nlmsg(nlmod.RTM_NEWLINK, multi, s, port(4, vlan_info(nlbridge.BRIDGE_VLAN_INFO_PVID | nlbridge.BRIDGE_VLAN_INFO_UNTAGGED, 10),
                                                   vlan_info(0, 20)))
         + nlmsg(nlmod.NLMSG_DONE, multi, s, struct.pack("=i", 0)),
     ]
@@ -972,4 +982,4 @@ def test_bridge_vlans_request_and_decoding():
     assert msg_type == nlmod.RTM_GETLINK and flags & nlmod.NLM_F_DUMP == nlmod.NLM_F_DUMP
     assert sent[16] == AF_BRIDGE
     mask = nlmod.parse_attrs(sent[16:], 16)[nlmod.IFLA_EXT_MASK]
-    assert nlmod.u32(mask) == nlmod.RTEXT_FILTER_BRVLAN
+    assert nlmod.u32(mask) == nlbridge.RTEXT_FILTER_BRVLAN

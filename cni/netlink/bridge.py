@@ -1,6 +1,7 @@
 """Bridge ports and bridge VLANs: AF_BRIDGE requests on links."""
 from __future__ import annotations
 
+from . import Netlink
 from .core import *  # noqa: F403 - the codec's constants and helpers
 from .link import IFINFOMSG, IFLA_AF_SPEC, IFLA_EXT_MASK, IFLA_PROTINFO, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK, IFLA_BRPORT_ISOLATED, IFLA_BRPORT_LEARNING, IFLA_BRPORT_MODE, decode_brport, ifinfomsg
 
@@ -18,7 +19,7 @@ BRIDGE_VLAN_INFO = struct.Struct("=HH")
 
 
 class BridgeOps:
-    """Bridge port and VLAN operations of the `Netlink` client (a mixin over core.Socket)."""
+    """Bridge port and VLAN operations (a mixin over core.Socket; see BridgeNetlink)."""
 
     def set_bridge_port(self, index: int, *, hairpin: bool | None = None, isolated: bool | None = None, learning: bool | None = None) -> None:
         protinfo = b""
@@ -82,3 +83,7 @@ class BridgeOps:
                     flags, vid = BRIDGE_VLAN_INFO.unpack_from(value)
                     out.append({"vid": vid, "pvid": bool(flags & BRIDGE_VLAN_INFO_PVID), "untagged": bool(flags & BRIDGE_VLAN_INFO_UNTAGGED)})
         return out
+
+
+class BridgeNetlink(BridgeOps, Netlink):
+    """`Netlink` with bridge port and VLAN operations (the bridge plugin's client)."""

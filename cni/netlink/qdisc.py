@@ -10,11 +10,8 @@ import errno as _errno
 import struct
 
 from ..record import Record
+from . import Netlink
 from .core import *  # noqa: F403 - the codec's constants and helpers
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from . import Netlink
 
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
 RTM_NEWTCLASS, RTM_DELTCLASS, RTM_GETTCLASS = 40, 41, 42
@@ -178,7 +175,7 @@ def _decode_filter(body: bytes) -> Filter:
 
 
 class QdiscOps:
-    """Qdisc and filter operations, a mixin of the Netlink client."""
+    """Qdisc and filter operations (a mixin over core.Socket; see QdiscNetlink)."""
 
     def qdiscs(self: Netlink, ifindex: int = 0) -> list[Qdisc]:
         """Every qdisc, or those of one link."""
@@ -257,3 +254,7 @@ class QdiscOps:
                 return []
             raise
         return [_decode_filter(p) for t, p in replies if t == RTM_NEWTFILTER]
+
+
+class QdiscNetlink(QdiscOps, Netlink):
+    """`Netlink` with qdiscs, classes and filters (the bandwidth plugin's client)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..record import Record
+from . import Netlink
 from .core import *  # noqa: F403 - the codec's constants and helpers
 
 RTM_NEWRULE = 32
@@ -107,7 +108,7 @@ def source_rule(ip, table: int) -> Rule:
 
 
 class RuleOps:
-    """Rule operations of the `Netlink` client (a mixin over core.Socket)."""
+    """Rule operations (a mixin over core.Socket; see RuleNetlink)."""
 
     def rules(self, family: int | None = None) -> list[Rule]:
         """Every rule of `family` (default: IPv4 and IPv6)."""
@@ -123,3 +124,7 @@ class RuleOps:
     def delete_rule(self, rule: Rule) -> None:
         """Delete the first rule matching `rule`'s selectors, action, table and (if set) priority."""
         self._ack(RTM_DELRULE, 0, rule_body(rule), f"delete rule {_describe(rule)}")
+
+
+class RuleNetlink(RuleOps, Netlink):
+    """`Netlink` with policy routing rules (sbr's client)."""

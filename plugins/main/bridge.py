@@ -69,9 +69,10 @@ class BridgeConf(NetConf):
         conf.mac = conf.requested_mac(call.cni_args(("MAC",)).get("MAC", ""))
         if len(conf.bridge.encode()) > 15 or any(c in "/: " for c in conf.bridge):
             raise invalid_config(f'invalid bridge name "{conf.bridge}"')
-        from cni import masq  # cheap to import: its tools and hashes load only when rules are touched
+        if conf.ip_masq_backend:  # only a named backend needs checking: cni.masq loads only then
+            from cni import masq
 
-        masq.validate_backend(conf.ip_masq_backend)
+            masq.validate_backend(conf.ip_masq_backend)
         if conf.hairpin_mode and conf.promisc_mode:
             raise invalid_config("cannot set hairpinMode and promiscMode at the same time")
         if conf.vlan and conf.vlan_trunk:
@@ -116,7 +117,7 @@ def _vlan_trunk(f: Fields) -> list:
 def add(call: Call) -> Result:
     from cni import ipam
     from cni.link import as_interface, configure_interface, set_link_up, setup_veth
-    from cni.netlink import Netlink
+    from cni.netlink.bridge import BridgeNetlink
     from cni.rollback import Rollback
 
     conf = BridgeConf.load(call)
@@ -126,7 +127,7 @@ def add(call: Call) -> Result:
                        f"a bridge without ipam (L2 mode) needs cniVersion 0.3.0 or later, not {call.cni_version}")
     result = Result(cni_version=conf.cni_version)
     # The socket outlives the rollback: undo steps use it.
-    with Netlink() as host, Rollback() as undo:
+    with BridgeNetlink() as host, Rollback() as undo:
         bridge = ensure_bridge(host, conf, undo)
         host_end, container_end = setup_veth(call.netns, call.ifname, mtu=conf.mtu, container_mac=conf.mac)
         undo.push(lambda: _delete_container_end(call), "delete the veth pair", stage="veth")

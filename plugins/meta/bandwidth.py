@@ -85,11 +85,11 @@ def add(call: Call) -> Result:
     result = conf.prev_result
     if not conf.ingress and not conf.egress:
         return result
-    from cni.netlink import Netlink
+    from cni.netlink.qdisc import QdiscNetlink
 
     host = bandwidth.host_veth(call.netns, call.ifname, conf.host_names())
     ticks = bandwidth.tick_in_usec()
-    with Rollback() as undo, Netlink() as nl:
+    with Rollback() as undo, QdiscNetlink() as nl:
         if conf.ingress:
             bandwidth.shape_ingress(nl, host, conf.ingress, ticks)
             undo.push(lambda: bandwidth.remove_qdisc(host, root=True), "remove the host's root qdisc", stage="ingress")
@@ -115,11 +115,11 @@ def check(call: Call) -> None:
     conf = BandwidthConf.load(call)
     if not conf.ingress and not conf.egress:
         return
-    from cni.netlink import Netlink
+    from cni.netlink.qdisc import QdiscNetlink
 
     host = bandwidth.host_veth(call.netns, call.ifname, conf.host_names())
     ticks = bandwidth.tick_in_usec()
-    with Netlink() as nl:
+    with QdiscNetlink() as nl:
         if conf.ingress:
             bandwidth.check_shaping(nl, host, conf.ingress, ticks)
         if conf.egress:

@@ -66,11 +66,11 @@ class FirewallConf(NetConf):
         return interfaces[0].name
 
     def uses_firewalld(self) -> bool:
-        from cni import firewalld
+        if self.backend:
+            return self.backend == FIREWALLD
+        from cni import firewalld  # only to ask whether it runs
 
-        if self.backend == FIREWALLD:
-            return True
-        return self.backend == "" and firewalld.is_running()
+        return firewalld.is_running()
 
     def addresses(self) -> list:
         return [ip.address for ip in self.prev_result.ips] if self.prev_result else []

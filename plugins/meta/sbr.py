@@ -16,7 +16,8 @@ import ipaddress
 from cni.conf import Fields, NetConf
 from cni.errors import INTERNAL, CNIError, invalid_config
 from cni.link import RTPROT_BOOT, require_link
-from cni.netlink import RT_TABLE_MAIN, Netlink, NetlinkError, Route, source_rule
+from cni.netlink import RT_TABLE_MAIN, NetlinkError, Route
+from cni.netlink.rule import RuleNetlink, source_rule
 from cni.netns import NetnsNotFound, NotANetns, locked
 from cni.rollback import Rollback
 from cni.skel import Call, plugin
@@ -41,7 +42,7 @@ def add(call: Call) -> Result:
     conf = SbrConf.load(call)
     prev = conf.require_prev_result()
     ips = addresses(prev, call.ifname)
-    with locked(call.netns), Netlink(call.netns) as nl, Rollback() as undo:
+    with locked(call.netns), RuleNetlink(call.netns) as nl, Rollback() as undo:
         link = require_link(nl, call.ifname, call.netns)
         if conf.table is not None:
             for ip in ips:
@@ -58,7 +59,7 @@ def addresses(prev: Result, ifname: str) -> list[IPConfig]:
     return ips
 
 
-def add_rule(nl: Netlink, ip: IPConfig, table: int, undo: Rollback) -> None:
+def add_rule(nl: RuleNetlink, ip: IPConfig, table: int, undo: Rollback) -> None:
     rule = source_rule(ip.address.ip, table)
     try:
         nl.add_rule(rule)
@@ -67,7 +68,7 @@ def add_rule(nl: Netlink, ip: IPConfig, table: int, undo: Rollback) -> None:
     undo.push(lambda: nl.delete_rule(rule), f"delete rule from {ip.address.ip}", stage="rule")
 
 
-def route_by_source(nl: Netlink, oif: int, ips: list[IPConfig], undo: Rollback) -> None:
+def route_by_source(nl: RuleNetlink, oif: int, ips: list[IPConfig], undo: Rollback) -> None:
     """One table per address: rule, default route via its gateway, and the interface's routes.
 
     The routes leave the main table only at the end: until then a gateway in a
@@ -115,7 +116,7 @@ def belongs_to(route: Route, address) -> bool:
                for ip in (route.src, route.gw))
 
 
-def delete_routes_on(nl: Netlink, table: int, oif: int) -> None:
+def delete_routes_on(nl: RuleNetlink, table: int, oif: int) -> None:
     """Every route of `table` through link `oif`; gone ones are fine."""
     for route in nl.routes(table=table):
         if route.oif == oif:
@@ -131,13 +132,13 @@ def delete(call: Call) -> None:
     if not call.netns:
         return  # the rules and tables live in the container netns and go with it
     try:
-        with locked(call.netns), Netlink(call.netns) as nl:
+        with locked(call.netns), RuleNetlink(call.netns) as nl:
             remove_source_routing(nl, call.ifname, conf)
     except (NetnsNotFound, NotANetns):
         return
 
 
-def remove_source_routing(nl: Netlink, ifname: str, conf: SbrConf) -> None:
+def remove_source_routing(nl: RuleNetlink, ifname: str, conf: SbrConf) -> None:
     """Our rules are those from an address of `ifname`, found on the link or in prevResult
     (the link may be gone, its rules not); in default mode their tables' routes on it go too."""
     link = nl.get_link(ifname)
@@ -166,7 +167,7 @@ def remove_source_routing(nl: Netlink, ifname: str, conf: SbrConf) -> None:
 def check(call: Call) -> None:
     conf = SbrConf.load(call)
     ips = addresses(conf.require_prev_result(), call.ifname)
-    with Netlink(call.netns) as nl:
+    with RuleNetlink(call.netns) as nl:
         link = require_link(nl, call.ifname, call.netns)
         rules = nl.rules()
         for ip in ips:
