@@ -13,7 +13,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 4 
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
-from .digest import sha512_hex
 from .invoke import find_executable, run_tool
 
 CHAIN_PREFIX = "CNI-"
@@ -26,6 +25,8 @@ def which(tool: str) -> str | None:
 
 def chain_name(network: str, container_id: str, prefix: str = "") -> str:
     """`CNI-<prefix><sha512(network + container)>`, cut to iptables' limit, as the reference names it."""
+    from .digest import sha512_hex  # here: firewall, which names no chain this way, skips its C modules
+
     digest = sha512_hex(network + container_id)
     return (CHAIN_PREFIX + prefix + digest)[:MAX_CHAIN_LENGTH]
 

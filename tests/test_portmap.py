@@ -448,7 +448,8 @@ def test_add_and_del_import_neither_json_nor_re(make_netns, backend):
         assert out.returncode == 0, out.stdout
         imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.decode().splitlines() if "|" in line}
         assert "cni.portmap" in imported
-        assert imported & {"json", "re", "typing", "dataclasses"} == set(), command
+        assert imported & {"json", "re", "typing", "dataclasses", "hashlib", "subprocess", "shutil",
+                            "cni.netlink.bridge", "cni.netlink.rule", "cni.netlink.qdisc"} == set(), command
 
 
 # ---- parallel calls ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import os
 from cni import jsontext, sysctl
 from cni.conf import Fields, NetConf, check_data_dir, parse_mac
 from cni.errors import INTERNAL, INVALID_NETWORK_CONFIG, CNIError, invalid_config
-from cni.link import send_gratuitous_arp
 from cni.netlink import Link, Netlink, NetlinkError
 from cni.netns import NetnsNotFound, NotANetns, entered
 from cni.record import Record
@@ -260,6 +259,8 @@ def apply(nl: Netlink, conf: TuningConf, saved: Saved, ifname: str, addresses: l
         _set(nl, link, what, **{attribute: value})
         undo.push(lambda a=attribute, b=before: nl.set_link(link.index, **{a: b}), f"restore the {what}")
         if attribute == "mac":  # as the reference: neighbours learn the new MAC of the addresses at once
+            from cni.link import send_gratuitous_arp  # here: no other step of tuning needs cni.link
+
             send_gratuitous_arp(ifname, value, [ip.address.ip for ip in addresses])
 
 
