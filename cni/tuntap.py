@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
+import _struct as struct  # the C module, as in cni.netlink.core
 
 from .errors import INTERNAL, CNIError
 from .netlink import Link, Netlink, NetlinkError

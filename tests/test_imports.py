@@ -24,8 +24,9 @@ pytestmark = needs_root
 # json imports re, which imports enum; typing, dataclasses (inspect, ast), subprocess
 # (signal, threading, selectors), socket (enum, selectors), shutil (fnmatch, re), hashlib
 # (OpenSSL through _hashlib): each costs milliseconds of an exec and has a light replacement.
+# socket.py and struct.py wrap C modules (_socket, _struct) that are used directly instead.
 NEVER = {"json", "re", "enum", "typing", "dataclasses", "inspect", "subprocess", "signal", "threading",
-         "selectors", "socket", "shutil", "fnmatch", "hashlib", "_hashlib", "contextlib", "pyroute2"}
+         "selectors", "socket", "struct", "shutil", "fnmatch", "hashlib", "_hashlib", "contextlib", "pyroute2"}
 # Objects of the netlink package that one plugin each needs (cni/netlink/__init__.py).
 NETLINK_EXTRAS = {"cni.netlink.bridge", "cni.netlink.rule", "cni.netlink.qdisc", "cni.netlink.conntrack"}
 MASQUERADE = {"cni.masq", "cni.netfilter", "cni.digest"}

@@ -12,7 +12,8 @@ import os
 # The C module itself: socket.py wraps it in enums and selectors that cost every
 # exec a few milliseconds, and a raw netlink socket needs none of that.
 import _socket as socket
-import struct
+# The C module too: struct.py only re-exports it, and would be one more file per exec.
+import _struct as struct
 
 # --- netlink core -----------------------------------------------------------
 

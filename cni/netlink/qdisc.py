@@ -7,7 +7,6 @@ one. Messages are a `struct tcmsg` followed by TCA_KIND and TCA_OPTIONS.
 from __future__ import annotations
 
 import errno as _errno
-import struct
 
 from ..record import Record
 from . import Netlink

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ipaddress
-import struct
 
 from ..record import Record
 from .core import *  # noqa: F403 - the codec's constants and helpers
