@@ -410,14 +410,19 @@ def announce_address_changes(netns: str, ifname: str) -> None:
 ETH_P_ARP = 0x0806
 
 
-def send_gratuitous_arp(ifname: str, mac: str, addresses: list) -> None:
-    """An ARP request for each IPv4 address from itself, broadcast on `ifname` (in the current
-    netns): neighbours that knew the address update its MAC. Best effort, as with the
-    reference: a link that is down or a refused send changes nothing else."""
+def announce_new_mac(ifname: str, mac: str, addresses: list) -> None:
+    """After `ifname` (in the current netns) took `mac`: an ARP request for each IPv4 address
+    from itself, broadcast, so that neighbours that knew the address update its MAC. Best
+    effort, as with the reference: a link that is down or a refused send changes nothing else.
+
+    With arp_notify on (macvlan and ipvlan set it), the kernel already sent such an ARP for
+    every address of the link when the MAC changed; a second one from here would only cost
+    the time the kernel takes to close a packet socket (an RCU grace period, about 9 ms).
+    """
     import _socket  # the C module: socket.py's enums cost every exec milliseconds (as in cni.netlink)
 
     ipv4 = [ip for ip in addresses if ip.version == 4]
-    if not ipv4:
+    if not ipv4 or _arp_notify(ifname):
         return
     hw = bytes.fromhex(mac.replace(":", ""))
     try:
@@ -434,6 +439,14 @@ def send_gratuitous_arp(ifname: str, mac: str, addresses: list) -> None:
         pass
     finally:
         sock.close()
+
+
+def _arp_notify(ifname: str) -> bool:
+    """Whether the kernel announces `ifname`'s addresses itself (the larger of all's and the link's)."""
+    try:
+        return any(sysctl.get(f"/proc/sys/net/ipv4/conf/{name}/arp_notify") != "0" for name in ("all", ifname))
+    except OSError:
+        return False
 
 
 def set_link_up(netns: str, ifname: str) -> None:

@@ -185,6 +185,53 @@ def test_new_mac_is_announced(plugins, make_netns, tmp_path):
     a.run("DEL", a.conf(mac="c2:00:00:00:00:0c")).ok()
 
 
+def test_with_arp_notify_the_kernel_announces_the_new_mac(plugins, make_netns, tmp_path):
+    """arp_notify on (as macvlan leaves it): the kernel's own ARP at the MAC change tells the
+    neighbour, so tuning sends none of its own (see the next test)."""
+    a = on_veth(plugins, make_netns, tmp_path)
+    neighbour = make_netns("pycni-peer")
+    a.ctr.run("ip", "link", "set", "peer0", "netns", neighbour.name)
+    a.ctr.run("ip", "addr", "add", "10.77.0.2/24", "dev", "eth0")
+    a.ctr.run("sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/arp_notify")
+    neighbour.run("ip", "addr", "add", "10.77.0.1/24", "dev", "peer0")
+    neighbour.run("ip", "link", "set", "peer0", "up")
+    neighbour.run("busybox", "ping", "-c", "1", "-W", "2", "10.77.0.2")
+    a.run("ADD", a.conf(mac="c2:00:00:00:00:0d")).ok()
+    time.sleep(0.1)
+    assert neighbour.ip_json("neigh", "show", "10.77.0.2")[0]["lladdr"] == "c2:00:00:00:00:0d", plugins.kind
+    a.run("DEL", a.conf(mac="c2:00:00:00:00:0d")).ok()
+
+
+@needs_root
+def test_announce_new_mac_opens_no_packet_socket_when_the_kernel_announced(make_netns, monkeypatch):
+    import ipaddress
+    import sys
+
+    from cni import link, netns
+
+    class NoSockets:
+        AF_PACKET = SOCK_DGRAM = SOCK_CLOEXEC = 0
+
+        @staticmethod
+        def htons(value):
+            return value
+
+        @staticmethod
+        def socket(*args):
+            raise AssertionError("a packet socket was opened")
+
+    ctr = make_netns("pycni-ctr")
+    ctr.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+    monkeypatch.setitem(sys.modules, "_socket", NoSockets)
+    address = [ipaddress.ip_address("10.77.0.2")]
+    with netns.entered(ctr.path):
+        with pytest.raises(AssertionError):  # arp_notify off: we send, through a packet socket
+            link.announce_new_mac("eth0", "c2:00:00:00:00:0e", address)
+        with open("/proc/sys/net/ipv4/conf/eth0/arp_notify", "w") as f:
+            f.write("1")
+        link.announce_new_mac("eth0", "c2:00:00:00:00:0e", address)  # the kernel did: no socket
+
+
 def test_del_restores_what_go_saved(source_plugins, go_plugins, make_netns, tmp_path):
     a = on_veth(go_plugins, make_netns, tmp_path)
     before = a.view()

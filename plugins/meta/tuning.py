@@ -259,9 +259,9 @@ def apply(nl: Netlink, conf: TuningConf, saved: Saved, ifname: str, addresses: l
         _set(nl, link, what, **{attribute: value})
         undo.push(lambda a=attribute, b=before: nl.set_link(link.index, **{a: b}), f"restore the {what}")
         if attribute == "mac":  # as the reference: neighbours learn the new MAC of the addresses at once
-            from cni.link import send_gratuitous_arp  # here: no other step of tuning needs cni.link
+            from cni.link import announce_new_mac  # here: no other step of tuning needs cni.link
 
-            send_gratuitous_arp(ifname, value, [ip.address.ip for ip in addresses])
+            announce_new_mac(ifname, value, [ip.address.ip for ip in addresses])
 
 
 def restore(nl: Netlink, saved: Saved, ifname: str) -> None:
