@@ -112,8 +112,8 @@ def compile_launcher(dist: str, import_time: bool) -> tuple[str, str]:
 
 
 def install(dist: str, import_time: bool = False) -> None:
+    target, python = compile_launcher(dist, import_time)  # first: a static link drops the shared libpython
     count = set_runpaths(os.path.join(dist, RUNTIME_DIR))
-    target, python = compile_launcher(dist, import_time)
     print(f"launcher: {target} from packaging/launcher.c, Python linked {python}; RUNPATH set on {count} shared objects")
 
 
